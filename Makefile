@@ -1,0 +1,77 @@
+# Every workflow is a make target. Each installs what it needs into .venv (and the
+# cache outside git) and is a no-op when that is already done.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# Build outputs (zoo graphs, npm sources, cluster binaries) live outside git, keyed by version.
+export MODELZOO_CACHE ?= $(HOME)/.cache/modelzoo
+
+MODEL ?= mtcnn
+PORT ?= 8080
+HOST ?= 127.0.0.1
+PYTEST_ARGS ?=
+
+VENV_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
+
+.PHONY: help venv models run test test-unit test-integration test-browser test-e2e lint format chromium clean clean-cache
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
+
+venv: $(VENV_STAMP) ## create .venv and install the project with every extra
+$(VENV_STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON) (3.11)"; exit 1; }
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --progress-bar off -e '.[operator,models,test]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+models: venv ## build every zoo graph into the cache (cached entries are reused)
+	$(PY) -m modelzoo_models build
+
+run: models ## serve MODEL (default mtcnn) on http://127.0.0.1:PORT (default 8080)
+	$(VENV)/bin/modelzoo-server --zoo $(MODEL) --model-dir "$$($(PY) -m modelzoo_models dir)" \
+		--host $(HOST) --port $(PORT)
+
+chromium: ## Debian's headless Chromium for the browser tests
+	@command -v chromium >/dev/null || { \
+		echo "installing Debian's chromium (browser tests)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
+
+test: venv models chromium ## run every test tier (unit, integration, models, browser, e2e)
+	$(call pytest,)
+
+test-unit: venv ## only the unit tests
+	$(call pytest,-m unit)
+
+test-integration: venv models ## the real server on loopback
+	$(call pytest,-m integration)
+
+test-browser: venv models chromium ## the upload page in headless Chromium
+	$(call pytest,-m browser)
+
+lint: venv ## ruff (lint and format check)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: venv ## apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean: ## remove the venv and test artifacts (keeps the build cache)
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache test-artifacts
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+clean-cache: ## remove the build cache outside git (zoo graphs, npm sources, cluster binaries)
+	rm -rf "$(MODELZOO_CACHE)"
+
+# pytest exits 5 when it collected no test: for `make test` that is a broken suite, not a pass.
+define pytest
+	@set +e; $(PY) -m pytest $(1) $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; exit $$rc
+endef
+
+-include tests/cluster/cluster.mk

@@ -1,0 +1,71 @@
+"""Builds the zoo's graphs into the cache and writes the built catalog."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from modelzoo_models.catalog import ENTRIES, Entry
+
+Log = Callable[[str], None]
+
+
+def _log(message: str) -> None:
+    print(f"[models] {message}", file=sys.stderr, flush=True)
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _build_one(entry: Entry, out_dir: Path, log: Log) -> dict:
+    graph = out_dir / f"{entry.name}.pb"
+    meta = out_dir / f"{entry.name}.meta.json"
+    if graph.exists() and meta.exists():
+        log(f"{entry.name}: cached ({graph.stat().st_size / 1e6:.1f} MB)")
+        return json.loads(meta.read_text())
+    module = importlib.import_module(f"modelzoo_models.build.{entry.build}")
+    started = time.monotonic()
+    log(f"{entry.name}: building from {entry.origin['package']} {entry.origin['version']}")
+    tmp = graph.with_suffix(".pb.tmp")
+    extra = module.build(entry, tmp, lambda m: log(f"{entry.name}: {m}")) or {}
+    os.replace(tmp, graph)
+    record = {**entry.as_json(), **extra, "sha256": sha256_of(graph)}
+    meta.write_text(json.dumps(record, indent=2, sort_keys=True))
+    log(
+        f"{entry.name}: built in {time.monotonic() - started:.1f}s, sha256 {record['sha256'][:12]}…"
+    )
+    return record
+
+
+def build(out_dir: Path, names: Iterable[str] | None = None, log: Log = _log) -> Path:
+    """Build the named entries (all by default) and (re)write `catalog.json`."""
+    wanted = list(names) if names else list(ENTRIES)
+    unknown = [n for n in wanted if n not in ENTRIES]
+    if unknown:
+        raise SystemExit(f"unknown zoo entry: {', '.join(unknown)} (known: {', '.join(ENTRIES)})")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for index, name in enumerate(wanted, 1):
+        log(f"[{index}/{len(wanted)}] {name}")
+        _build_one(ENTRIES[name], out_dir, log)
+    # The catalog lists every entry built so far in this folder, in catalog order.
+    records = [
+        json.loads((out_dir / f"{n}.meta.json").read_text())
+        for n in ENTRIES
+        if (out_dir / f"{n}.meta.json").exists() and (out_dir / f"{n}.pb").exists()
+    ]
+    catalog = out_dir / "catalog.json"
+    tmp = catalog.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"models": records}, indent=2, sort_keys=True))
+    os.replace(tmp, catalog)
+    return catalog

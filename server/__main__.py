@@ -1,0 +1,91 @@
+"""`modelzoo-server`: load one model, then serve it until SIGTERM (which drains first)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+from aiohttp import web
+
+from modelzoo_server.app import create_app
+from modelzoo_server.appkeys import DRAIN, MODEL
+from modelzoo_server.errors import RefusedGraph
+from modelzoo_server.imaging import ImageLimits
+from modelzoo_server.metrics import Metrics
+from modelzoo_server.model import ServedModel
+from modelzoo_server.runtime import configure_threads
+from modelzoo_server.settings import Settings, parse_settings
+from modelzoo_server.zoo import EntryError, ModelEntry, from_catalog, from_files
+
+log = logging.getLogger("modelzoo")
+
+
+def resolve_entry(settings: Settings) -> ModelEntry:
+    if settings.zoo:
+        entry = from_catalog(settings.model_dir, settings.zoo, settings.name)
+        if settings.sha256 and entry.sha256 and settings.sha256.lower() != entry.sha256:
+            raise EntryError(f"--sha256 does not match the catalog's sha256 for {settings.zoo!r}")
+        return entry
+    assert settings.graph is not None and settings.signature is not None
+    return from_files(settings.graph, settings.signature, settings.name, settings.sha256)
+
+
+def build_model(settings: Settings, metrics: Metrics, executor: ThreadPoolExecutor) -> ServedModel:
+    """Resolve, check, import and warm up the model (blocking)."""
+    configure_threads(settings.intra_op_threads, settings.inter_op_threads)
+    model = ServedModel(
+        resolve_entry(settings),
+        metrics,
+        executor,
+        max_inflight=settings.max_inflight,
+        image_limits=ImageLimits(max_pixels=settings.max_pixels),
+    )
+    model.load()
+    return model
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    settings = parse_settings(argv)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    executor = ThreadPoolExecutor(settings.executor_threads, thread_name_prefix="infer")
+    try:
+        model = build_model(settings, Metrics(), executor)
+    except (RefusedGraph, EntryError) as exc:
+        print(f"modelzoo-server: refusing to serve: {exc}", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(serve(create_app(settings, model), settings))
+    finally:
+        executor.shutdown(wait=False, cancel_futures=True)
+    return 0
+
+
+async def serve(app: web.Application, settings: Settings) -> None:
+    """Serve until SIGTERM/SIGINT, then drain: stop listening, finish what is in flight."""
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.drain_seconds)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port)
+    await site.start()
+    log.info("serving %s on http://%s:%d", app[MODEL].name, settings.host, settings.port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await stop.wait()
+    drain = app[DRAIN]
+    drain.draining = True  # readiness fails from now on
+    await site.stop()  # no new connections; open ones carry on
+    log.info("draining: waiting up to %.0fs for requests in flight", settings.drain_seconds)
+    if not await drain.wait_idle(settings.drain_seconds):
+        log.warning("drain timed out; closing the remaining connections")
+    await runner.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

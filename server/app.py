@@ -1,0 +1,84 @@
+"""`create_app(settings, model)`: the aiohttp application around one loaded model."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from modelzoo_server.appkeys import DRAIN, METRICS, MODEL, SETTINGS
+from modelzoo_server.draining import Drain
+from modelzoo_server.errors import ModelZooError
+from modelzoo_server.model import ServedModel
+from modelzoo_server.routes import metrics as metrics_routes
+from modelzoo_server.routes import native, page, v2
+from modelzoo_server.settings import Settings
+
+log = logging.getLogger("modelzoo.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(
+        status=status,
+        text=json.dumps({"error": message}),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Typed errors → status codes, in one place; every error body is `{"error": ...}`."""
+    try:
+        return await handler(request)
+    except ModelZooError as exc:
+        return json_error(exc.status, str(exc), exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        reason = exc.text if exc.text and not exc.text.startswith(str(exc.status)) else exc.reason
+        if exc.status == 413:
+            reason = f"request body is larger than {request.app[SETTINGS].max_body_bytes} bytes"
+        return json_error(
+            exc.status,
+            reason,
+            {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")},
+        )
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return json_error(500, "internal error; the server logged the details")
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    route = request.match_info.route.resource
+    endpoint = route.canonical if route is not None else "unmatched"
+    model = request.app[MODEL].name
+    metrics = request.app[METRICS]
+    started = time.perf_counter()
+    with request.app[DRAIN].track():
+        response = await handler(request)
+    metrics.request_duration.labels(model, endpoint).observe(time.perf_counter() - started)
+    metrics.requests.labels(model, endpoint, str(response.status)).inc()
+    return response
+
+
+def create_app(settings: Settings, model: ServedModel) -> web.Application:
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[metrics_middleware, errors_middleware],
+    )
+    app[SETTINGS] = settings
+    app[MODEL] = model
+    app[METRICS] = model.metrics
+    app[DRAIN] = Drain()
+    app.add_routes(page.routes)
+    app.add_routes(native.routes)
+    app.add_routes(v2.routes)
+    app.add_routes(metrics_routes.routes)
+    return app

@@ -1,0 +1,150 @@
+"""A served model's life cycle: load → warm up → ready → infer, with admission control.
+
+The event loop only parses, queues and answers; decoding, pre-processing and
+the graph run in a bounded thread pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from modelzoo_server.errors import InvalidInput, ModelNotReady, ServerOverloaded
+from modelzoo_server.imaging import ImageLimits, decode_image, encode_png, to_array
+from modelzoo_server.metrics import Metrics
+from modelzoo_server.runtime import GraphModel, LoadLimits, load_graph
+from modelzoo_server.signature import FeedLimits
+from modelzoo_server.tasks import TASKS, Task
+from modelzoo_server.zoo import ModelEntry
+
+log = logging.getLogger("modelzoo.model")
+
+
+class ServedModel:
+    def __init__(
+        self,
+        entry: ModelEntry,
+        metrics: Metrics,
+        executor: ThreadPoolExecutor,
+        max_inflight: int,
+        image_limits: ImageLimits = ImageLimits(),
+        feed_limits: FeedLimits = FeedLimits(),
+        load_limits: LoadLimits = LoadLimits(),
+    ) -> None:
+        self.entry = entry
+        self.name = entry.name
+        self.metrics = metrics
+        self.task: Task | None = TASKS[entry.task](entry) if entry.task in TASKS else None
+        self._executor = executor
+        self.max_inflight = max_inflight
+        self._inflight = 0
+        self._image_limits = image_limits
+        self._feed_limits = feed_limits
+        self._load_limits = load_limits
+        self._graph: GraphModel | None = None
+        self.ready = False
+
+    # -- life cycle -----------------------------------------------------------------
+    def load(self) -> float:
+        """Blocking: check and import the graph, then warm it up. Returns the seconds taken."""
+        started = time.perf_counter()
+        self._graph = load_graph(
+            self.entry.path,
+            self.entry.signature,
+            self.entry.sha256,
+            self._load_limits,
+            self._feed_limits,
+        )
+        self._graph.run(self._warmup_feeds())
+        seconds = time.perf_counter() - started
+        self.metrics.load_seconds.labels(self.name).set(seconds)
+        self.metrics.info.labels(self.name, self.entry.task, self.entry.sha256 or "").set(1)
+        self.ready = True
+        log.info("model %s ready (%s) in %.2fs", self.name, self.entry.task, seconds)
+        return seconds
+
+    def _warmup_feeds(self) -> dict[str, np.ndarray]:
+        if self.task is not None:
+            image = self.task.warmup_image()
+            return self.task.preprocess(image, self.task.options({}))
+        # A tensor model: zeros of each input, free dimensions set to 1.
+        return {
+            s.name: np.zeros([1 if d == -1 else d for d in s.shape], dtype=s.dtype)
+            for s in self.entry.signature.inputs
+        }
+
+    # -- admission ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def admit(self) -> Iterator[None]:
+        if not self.ready:
+            raise ModelNotReady(f"model {self.name!r} is not ready yet", retry_after=2)
+        if self._inflight >= self.max_inflight:
+            raise ServerOverloaded(
+                f"model {self.name!r} has {self._inflight} requests in flight "
+                f"(limit {self.max_inflight}); retry later"
+            )
+        self._inflight += 1
+        self.metrics.inflight.labels(self.name).inc()
+        try:
+            yield
+        finally:
+            self._inflight -= 1
+            self.metrics.inflight.labels(self.name).dec()
+
+    @property
+    def inflight(self) -> int:
+        return self._inflight
+
+    # -- inference --------------------------------------------------------------------------
+    def _run_graph_blocking(self, feeds: Mapping[str, np.ndarray], queued_at: float) -> dict:
+        assert self._graph is not None
+        started = time.perf_counter()
+        self.metrics.queue_duration.labels(self.name).observe(started - queued_at)
+        outputs = self._graph.run(feeds)
+        self.metrics.inference_duration.labels(self.name).observe(time.perf_counter() - started)
+        self.metrics.batch_size.labels(self.name).observe(1)
+        return outputs
+
+    async def run_tensors(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run the graph on raw tensors (V2); validation happens before TensorFlow."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, self._run_graph_blocking, feeds, time.perf_counter()
+        )
+
+    def _decode_and_prepare(self, data: bytes, options: Any) -> tuple[Image.Image, dict]:
+        assert self.task is not None
+        image = decode_image(data, self._image_limits)
+        return image, self.task.preprocess(to_array(image), options)
+
+    async def infer_image(
+        self, data: bytes, params: Mapping[str, str]
+    ) -> tuple[dict[str, Any], Image.Image]:
+        """Image bytes → the task's JSON result and the decoded upright image."""
+        if self.task is None:
+            raise InvalidInput(
+                f"model {self.name!r} is a raw tensor model: use /v2/models/{self.name}/infer"
+            )
+        options = self.task.options(params)
+        loop = asyncio.get_running_loop()
+        image, feeds = await loop.run_in_executor(
+            self._executor, self._decode_and_prepare, data, options
+        )
+        outputs = await self.run_tensors(feeds)
+        result = self.task.postprocess(outputs, image.size, options)
+        return result, image
+
+    async def render_png(self, image: Image.Image, result: Mapping[str, Any]) -> bytes:
+        assert self.task is not None
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._executor, lambda: encode_png(self.task.draw(image, result))
+        )

@@ -1,0 +1,170 @@
+"""The server's one settings object: flags, with MODELZOO_* environment equivalents."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from modelzoo_server.cpu import available_cpus
+
+DEFAULT_MODEL_DIR = "/opt/modelzoo/models"  # where the image bakes the zoo
+
+
+@dataclass(frozen=True)
+class Settings:
+    zoo: str | None
+    graph: Path | None
+    signature: Path | None
+    name: str
+    model_dir: Path
+    sha256: str | None
+    host: str
+    port: int
+    max_body_bytes: int
+    max_pixels: int
+    max_inflight: int
+    executor_threads: int
+    intra_op_threads: int
+    inter_op_threads: int
+    max_batch_size: int
+    max_delay_ms: float
+    drain_seconds: float
+    token_file: Path | None
+    log_level: str
+
+
+def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    cpus = available_cpus()
+
+    def default(flag: str, fallback: object) -> object:
+        return env.get("MODELZOO_" + flag.upper().replace("-", "_"), fallback)
+
+    p = argparse.ArgumentParser(
+        prog="modelzoo-server",
+        description="Serve one TensorFlow frozen graph over HTTP (native /infer and KServe V2). "
+        "Every flag has a MODELZOO_<FLAG> environment equivalent, e.g. --max-inflight → "
+        "MODELZOO_MAX_INFLIGHT.",
+    )
+    model = p.add_argument_group("model")
+    model.add_argument(
+        "--zoo", default=default("zoo", None), help="a zoo catalog entry (e.g. mtcnn)"
+    )
+    model.add_argument(
+        "--graph", type=Path, default=default("graph", None), help="a frozen GraphDef .pb"
+    )
+    model.add_argument(
+        "--signature",
+        type=Path,
+        default=default("signature", None),
+        help="JSON/YAML file with the graph's inputs/outputs (with --graph)",
+    )
+    model.add_argument(
+        "--name", default=default("name", None), help="served model name (default: the zoo entry)"
+    )
+    model.add_argument(
+        "--model-dir",
+        type=Path,
+        default=default("model-dir", DEFAULT_MODEL_DIR),
+        help="folder with the built zoo and catalog.json",
+    )
+    model.add_argument(
+        "--sha256", default=default("sha256", None), help="expected sha256 of the graph file"
+    )
+    net = p.add_argument_group("network")
+    net.add_argument("--host", default=default("host", "127.0.0.1"))
+    net.add_argument("--port", type=int, default=default("port", 8080))
+    limits = p.add_argument_group("limits")
+    limits.add_argument("--max-body-bytes", type=int, default=default("max-body-bytes", 20 << 20))
+    limits.add_argument("--max-pixels", type=int, default=default("max-pixels", 40_000_000))
+    limits.add_argument(
+        "--max-inflight",
+        type=int,
+        default=default("max-inflight", 64),
+        help="requests accepted at once; more get 429 with Retry-After",
+    )
+    limits.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=default("drain-seconds", 20.0),
+        help="how long SIGTERM waits for in-flight requests",
+    )
+    perf = p.add_argument_group("performance")
+    perf.add_argument(
+        "--executor-threads", type=int, default=default("executor-threads", max(2, cpus))
+    )
+    perf.add_argument("--intra-op-threads", type=int, default=default("intra-op-threads", cpus))
+    perf.add_argument("--inter-op-threads", type=int, default=default("inter-op-threads", 2))
+    perf.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=default("max-batch-size", 1),
+        help="dynamic batching: most requests run as one batch (1 = off)",
+    )
+    perf.add_argument(
+        "--max-delay-ms",
+        type=float,
+        default=default("max-delay-ms", 5.0),
+        help="dynamic batching: how long a request may wait for company",
+    )
+    sec = p.add_argument_group("security")
+    sec.add_argument(
+        "--token-file",
+        type=Path,
+        default=default("token-file", None),
+        help="file of bearer tokens (one per line) required by the inference endpoints",
+    )
+    p.add_argument(
+        "--log-level",
+        default=default("log-level", "info"),
+        choices=["debug", "info", "warning", "error"],
+    )
+    return p
+
+
+def parse_settings(
+    argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    env = os.environ if env is None else env
+    parser = _parser(env)
+    args = parser.parse_args(argv)
+    if bool(args.zoo) == bool(args.graph):
+        parser.error("give exactly one of --zoo NAME or --graph PATH (with --signature FILE)")
+    if args.graph and not args.signature:
+        parser.error("--graph needs --signature FILE describing its input and output tensors")
+    for flag in (
+        "max_body_bytes",
+        "max_pixels",
+        "max_inflight",
+        "executor_threads",
+        "intra_op_threads",
+        "inter_op_threads",
+        "max_batch_size",
+    ):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be at least 1")
+    if args.max_delay_ms < 0 or args.drain_seconds < 0:
+        parser.error("--max-delay-ms and --drain-seconds must not be negative")
+    return Settings(
+        zoo=args.zoo,
+        graph=args.graph,
+        signature=args.signature,
+        name=args.name or args.zoo or args.graph.stem,
+        model_dir=args.model_dir,
+        sha256=args.sha256,
+        host=args.host,
+        port=args.port,
+        max_body_bytes=args.max_body_bytes,
+        max_pixels=args.max_pixels,
+        max_inflight=args.max_inflight,
+        executor_threads=args.executor_threads,
+        intra_op_threads=args.intra_op_threads,
+        inter_op_threads=args.inter_op_threads,
+        max_batch_size=args.max_batch_size,
+        max_delay_ms=args.max_delay_ms,
+        drain_seconds=args.drain_seconds,
+        token_file=args.token_file,
+        log_level=args.log_level,
+    )

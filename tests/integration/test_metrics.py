@@ -1,0 +1,53 @@
+"""GET /metrics parses as Prometheus text and moves after requests."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests import photos
+
+pytestmark = pytest.mark.integration
+
+
+async def _samples(client) -> dict[tuple[str, tuple], float]:
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.content_type == "text/plain"
+    samples = {}
+    for family in text_string_to_metric_families(await response.text()):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+async def test_metrics_move_after_a_request(mtcnn_client) -> None:
+    before = await _samples(mtcnn_client)
+    form = aiohttp.FormData()
+    form.add_field("image_file", photos.grace_hopper_jpeg(), filename="g.jpg")
+    assert (await mtcnn_client.post("/infer", data=form)).status == 200
+    after = await _samples(mtcnn_client)
+
+    ok = ("modelzoo_requests_total", (("code", "200"), ("endpoint", "/infer"), ("model", "mtcnn")))
+    assert after[ok] == before.get(ok, 0) + 1
+    for histogram in ("inference", "queue"):
+        key = (f"modelzoo_{histogram}_duration_seconds_count", (("model", "mtcnn"),))
+        assert after[key] > before.get(key, 0)
+    assert after[("modelzoo_inflight_requests", (("model", "mtcnn"),))] == 0
+    assert after[("modelzoo_model_load_seconds", (("model", "mtcnn"),))] > 0
+    info = [k for k in after if k[0] == "modelzoo_model_info"]
+    assert info and dict(info[0][1])["task"] == "face-detection"
+    assert len(dict(info[0][1])["sha256"]) == 64
+    buckets = {
+        dict(k[1])["le"] for k in after if k[0] == "modelzoo_request_duration_seconds_bucket"
+    }
+    assert {"0.001", "10.0"} <= buckets
+
+
+async def test_errors_are_counted_by_code(mtcnn_client) -> None:
+    before = await _samples(mtcnn_client)
+    await mtcnn_client.post("/infer", data=b"nope", headers={"Content-Type": "image/jpeg"})
+    after = await _samples(mtcnn_client)
+    key = ("modelzoo_requests_total", (("code", "415"), ("endpoint", "/infer"), ("model", "mtcnn")))
+    assert after[key] == before.get(key, 0) + 1
