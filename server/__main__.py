@@ -42,6 +42,8 @@ def build_model(settings: Settings, metrics: Metrics, executor: ThreadPoolExecut
         metrics,
         executor,
         max_inflight=settings.max_inflight,
+        max_batch_size=settings.max_batch_size,
+        max_delay_ms=settings.max_delay_ms,
         image_limits=ImageLimits(max_pixels=settings.max_pixels),
     )
     model.load()

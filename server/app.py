@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 
@@ -68,6 +68,12 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     return response
 
 
+async def _model_ctx(app: web.Application) -> AsyncIterator[None]:
+    await app[MODEL].start()
+    yield
+    await app[MODEL].stop()
+
+
 def create_app(settings: Settings, model: ServedModel) -> web.Application:
     app = web.Application(
         client_max_size=settings.max_body_bytes,
@@ -77,6 +83,7 @@ def create_app(settings: Settings, model: ServedModel) -> web.Application:
     app[MODEL] = model
     app[METRICS] = model.metrics
     app[DRAIN] = Drain()
+    app.cleanup_ctx.append(_model_ctx)
     app.add_routes(page.routes)
     app.add_routes(native.routes)
     app.add_routes(v2.routes)

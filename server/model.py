@@ -17,15 +17,23 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from modelzoo_server.batching import Batcher
 from modelzoo_server.errors import InvalidInput, ModelNotReady, ServerOverloaded
 from modelzoo_server.imaging import ImageLimits, decode_image, encode_png, to_array
 from modelzoo_server.metrics import Metrics
 from modelzoo_server.runtime import GraphModel, LoadLimits, load_graph
-from modelzoo_server.signature import FeedLimits
+from modelzoo_server.signature import FeedLimits, validate_feeds
 from modelzoo_server.tasks import TASKS, Task
 from modelzoo_server.zoo import ModelEntry
 
 log = logging.getLogger("modelzoo.model")
+
+
+def can_batch(entry: ModelEntry) -> bool:
+    """Stackable: every input has a free leading dimension and fixed other dimensions."""
+    return entry.batchable and all(
+        s.shape and s.shape[0] == -1 and -1 not in s.shape[1:] for s in entry.signature.inputs
+    )
 
 
 class ServedModel:
@@ -35,6 +43,8 @@ class ServedModel:
         metrics: Metrics,
         executor: ThreadPoolExecutor,
         max_inflight: int,
+        max_batch_size: int = 1,
+        max_delay_ms: float = 5.0,
         image_limits: ImageLimits = ImageLimits(),
         feed_limits: FeedLimits = FeedLimits(),
         load_limits: LoadLimits = LoadLimits(),
@@ -51,6 +61,15 @@ class ServedModel:
         self._load_limits = load_limits
         self._graph: GraphModel | None = None
         self.ready = False
+        self.batcher: Batcher | None = None
+        if max_batch_size > 1 and can_batch(entry):
+            self.batcher = Batcher(
+                self._run_batch_blocking,
+                executor,
+                max_batch_size,
+                max_delay_ms / 1000,
+                on_batch=self._observe_batch,
+            )
 
     # -- life cycle -----------------------------------------------------------------
     def load(self) -> float:
@@ -103,21 +122,42 @@ class ServedModel:
     def inflight(self) -> int:
         return self._inflight
 
+    async def start(self) -> None:
+        if self.batcher is not None:
+            self.batcher.start()
+
+    async def stop(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.stop()
+
     # -- inference --------------------------------------------------------------------------
-    def _run_graph_blocking(self, feeds: Mapping[str, np.ndarray], queued_at: float) -> dict:
+    def _observe_batch(self, size: int, waits: list[float]) -> None:
+        self.metrics.batch_size.labels(self.name).observe(size)
+        for wait in waits:
+            self.metrics.queue_duration.labels(self.name).observe(wait)
+
+    def _run_batch_blocking(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         assert self._graph is not None
         started = time.perf_counter()
-        self.metrics.queue_duration.labels(self.name).observe(started - queued_at)
         outputs = self._graph.run(feeds)
         self.metrics.inference_duration.labels(self.name).observe(time.perf_counter() - started)
-        self.metrics.batch_size.labels(self.name).observe(1)
         return outputs
+
+    def _run_one_blocking(self, feeds: Mapping[str, np.ndarray], queued_at: float) -> dict:
+        self._observe_batch(1, [time.perf_counter() - queued_at])
+        return self._run_batch_blocking(feeds)
 
     async def run_tensors(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the graph on raw tensors (V2); validation happens before TensorFlow."""
+        if self.batcher is not None:
+            # Check each request alone, so one bad request cannot fail a whole batch.
+            validate_feeds(self.entry.signature, feeds, self._feed_limits)
+            if any(value.shape[0] < 1 for value in feeds.values()):
+                raise InvalidInput("every input needs at least one row in its batch dimension")
+            return await self.batcher.submit(feeds)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._executor, self._run_graph_blocking, feeds, time.perf_counter()
+            self._executor, self._run_one_blocking, feeds, time.perf_counter()
         )
 
     def _decode_and_prepare(self, data: bytes, options: Any) -> tuple[Image.Image, dict]:

@@ -1,0 +1,133 @@
+"""Dynamic batching: requests that arrive within `max_delay` run as one graph call.
+
+Only for models whose every input has a free leading (batch) dimension. The
+queue is bounded by the model's admission limit (`max_inflight`), so it can
+never grow without bound; each request's wait is measured as queue time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+
+import numpy as np
+
+Feeds = Mapping[str, np.ndarray]
+Outputs = dict[str, np.ndarray]
+
+
+@dataclass
+class _Pending:
+    feeds: Feeds
+    rows: int
+    future: asyncio.Future
+    queued_at: float = field(default_factory=time.perf_counter)
+
+
+def stack(requests: list[Feeds]) -> dict[str, np.ndarray]:
+    """Concatenate each input along the batch axis (one copy, straight into the batch)."""
+    if len(requests) == 1:
+        return dict(requests[0])
+    return {name: np.concatenate([r[name] for r in requests]) for name in requests[0]}
+
+
+def split(outputs: Outputs, rows: list[int]) -> list[Outputs]:
+    """Cut batched outputs back into per-request outputs (views, no copies)."""
+    bounds = np.cumsum([0, *rows])
+    return [
+        {name: value[bounds[i] : bounds[i + 1]] for name, value in outputs.items()}
+        for i in range(len(rows))
+    ]
+
+
+class Batcher:
+    def __init__(
+        self,
+        run: Callable[[Feeds], Outputs],
+        executor: Executor,
+        max_batch_size: int,
+        max_delay_s: float,
+        on_batch: Callable[[int, list[float]], None] = lambda size, waits: None,
+    ) -> None:
+        self._run = run
+        self._executor = executor
+        self.max_batch_size = max_batch_size
+        self.max_delay_s = max_delay_s
+        self._on_batch = on_batch
+        self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
+        self._carry: _Pending | None = None
+        # Two batches at once: one runs while the next is gathered and stacked.
+        self._slots = asyncio.Semaphore(2)
+        self._task: asyncio.Task | None = None
+        self._running: set[asyncio.Task] = set()
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._serve(), name="batcher")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, *self._running, return_exceptions=True)
+
+    async def submit(self, feeds: Feeds) -> Outputs:
+        rows = next(iter(feeds.values())).shape[0]
+        future = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Pending(feeds, rows, future))
+        return await future
+
+    async def _next(self) -> _Pending:
+        if self._carry is not None:
+            item, self._carry = self._carry, None
+            return item
+        return await self._queue.get()
+
+    async def _gather(self) -> list[_Pending]:
+        first = await self._next()
+        batch, rows = [first], first.rows
+        deadline = time.perf_counter() + self.max_delay_s
+        while rows < self.max_batch_size:
+            try:
+                item = self._queue.get_nowait()
+            except asyncio.QueueEmpty:
+                remaining = deadline - time.perf_counter()
+                if remaining <= 0:
+                    break
+                try:
+                    item = await asyncio.wait_for(self._queue.get(), remaining)
+                except TimeoutError:
+                    break
+            if rows + item.rows > self.max_batch_size:
+                self._carry = item
+                break
+            batch.append(item)
+            rows += item.rows
+        return batch
+
+    async def _serve(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._slots.acquire()
+            batch = await self._gather()
+            task = loop.create_task(self._run_batch(loop, batch))
+            self._running.add(task)  # a reference, so the task is not garbage-collected
+            task.add_done_callback(self._running.discard)
+
+    async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
+        try:
+            started = time.perf_counter()
+            self._on_batch(sum(p.rows for p in batch), [started - p.queued_at for p in batch])
+            outputs = await loop.run_in_executor(
+                self._executor, lambda: self._run(stack([p.feeds for p in batch]))
+            )
+            for pending, part in zip(batch, split(outputs, [p.rows for p in batch]), strict=True):
+                if not pending.future.done():
+                    pending.future.set_result(part)
+        except Exception as exc:  # one bad batch fails its own requests, not the batcher
+            for pending in batch:
+                if not pending.future.done():
+                    pending.future.set_exception(exc)
+        finally:
+            self._slots.release()
