@@ -13,6 +13,7 @@ from aiohttp import web
 
 from modelzoo_server.app import create_app
 from modelzoo_server.appkeys import DRAIN, MODEL
+from modelzoo_server.auth import TokenFile
 from modelzoo_server.errors import RefusedGraph
 from modelzoo_server.imaging import ImageLimits
 from modelzoo_server.metrics import Metrics
@@ -57,12 +58,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     executor = ThreadPoolExecutor(settings.executor_threads, thread_name_prefix="infer")
     try:
+        tokens = TokenFile(settings.token_file) if settings.token_file else None
+    except (OSError, ValueError) as exc:
+        print(f"modelzoo-server: cannot read --token-file: {exc}", file=sys.stderr)
+        return 2
+    try:
         model = build_model(settings, Metrics(), executor)
     except (RefusedGraph, EntryError) as exc:
         print(f"modelzoo-server: refusing to serve: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve(create_app(settings, model), settings))
+        asyncio.run(serve(create_app(settings, model, tokens), settings))
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
     return 0

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from aiohttp import web
 
 from modelzoo_server.appkeys import DRAIN, METRICS, MODEL, SETTINGS
+from modelzoo_server.auth import TokenFile
 from modelzoo_server.draining import Drain
 from modelzoo_server.errors import ModelZooError
 from modelzoo_server.model import ServedModel
@@ -68,17 +69,39 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     return response
 
 
+# Endpoints that run the model; with a token file they always need a bearer token.
+INFERENCE_ROUTES = frozenset(
+    {"/infer", "/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"}
+)
+# Always open: the page is static, and its own calls to /infer carry the token.
+PUBLIC_ROUTES = frozenset({"/"})
+
+
+def auth_middleware(tokens: TokenFile, scope: str):
+    @web.middleware
+    async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else ""
+        if route in INFERENCE_ROUTES or (scope == "all" and route not in PUBLIC_ROUTES):
+            tokens.check(request.headers.get("Authorization"))
+        return await handler(request)
+
+    return check_token
+
+
 async def _model_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[MODEL].start()
     yield
     await app[MODEL].stop()
 
 
-def create_app(settings: Settings, model: ServedModel) -> web.Application:
-    app = web.Application(
-        client_max_size=settings.max_body_bytes,
-        middlewares=[metrics_middleware, errors_middleware],
-    )
+def create_app(
+    settings: Settings, model: ServedModel, tokens: TokenFile | None = None
+) -> web.Application:
+    middlewares = [metrics_middleware, errors_middleware]
+    if tokens is not None:
+        middlewares.append(auth_middleware(tokens, settings.auth_scope))
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=middlewares)
     app[SETTINGS] = settings
     app[MODEL] = model
     app[METRICS] = model.metrics

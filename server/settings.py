@@ -33,6 +33,7 @@ class Settings:
     max_delay_ms: float
     drain_seconds: float
     token_file: Path | None
+    auth_scope: str
     log_level: str
 
 
@@ -116,6 +117,13 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         default=default("token-file", None),
         help="file of bearer tokens (one per line) required by the inference endpoints",
     )
+    sec.add_argument(
+        "--auth-scope",
+        default=default("auth-scope", "inference"),
+        choices=["inference", "all"],
+        help="with --token-file: protect only inference (health and metrics stay open for "
+        "probes and scraping) or every endpoint",
+    )
     p.add_argument(
         "--log-level",
         default=default("log-level", "info"),
@@ -166,5 +174,6 @@ def parse_settings(
         max_delay_ms=args.max_delay_ms,
         drain_seconds=args.drain_seconds,
         token_file=args.token_file,
+        auth_scope=args.auth_scope,
         log_level=args.log_level,
     )

@@ -52,6 +52,11 @@ async def infer(request: web.Request) -> web.Response:
     with model.admit():
         if request.content_type.startswith("multipart/"):
             data, fields = await _read_multipart(request, limit)
+        elif request.content_type == "application/x-www-form-urlencoded":
+            raise InvalidInput(
+                "a url-encoded form cannot carry a file: send a multipart form with an "
+                "'image_file' field, or the raw image as the body"
+            )
         else:
             data, fields = await request.read(), {}
         params = {**request.query, **fields}

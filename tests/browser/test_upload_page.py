@@ -53,5 +53,5 @@ def test_a_bad_upload_shows_the_server_reason(browser, mtcnn_server, tmp_path: P
     page.goto(mtcnn_server.url + "/")
     page.set_input_files("#image_file", str(bogus))
     page.click("#submit")
-    page.wait_for_function("document.querySelector('#status').className === 'error'")
+    page.wait_for_selector("#status.error", timeout=60_000)
     assert "not a supported image" in page.inner_text("#status")

@@ -33,7 +33,7 @@ def _assert_matches_reference(result: dict, rgb: np.ndarray) -> None:
 
 
 async def test_multipart_json_matches_reference(mtcnn_client) -> None:
-    data = photos.grace_hopperphotos.encode_jpeg()
+    data = photos.grace_hopper_jpeg()
     response = await mtcnn_client.post("/infer", data=_form(data, detection_threshold="20"))
     assert response.status == 200, await response.text()
     result = await response.json()
@@ -55,7 +55,7 @@ async def test_raw_body_matches_reference(mtcnn_client) -> None:
 
 
 async def test_exif_orientation_is_applied(mtcnn_client) -> None:
-    data = photos.exif_rotatedphotos.encode_jpeg()
+    data = photos.exif_rotated_jpeg()
     upright = photos.load_rgb_upright(data)
     response = await mtcnn_client.post("/infer", data=_form(data))
     result = await response.json()
@@ -80,7 +80,7 @@ async def test_smallest_face_option_filters_small_faces(mtcnn_client) -> None:
 
 @pytest.mark.parametrize("how", ["query", "accept"])
 async def test_png_has_green_boxes_on_the_reference_faces(mtcnn_client, how: str) -> None:
-    data = photos.grace_hopperphotos.encode_jpeg()
+    data = photos.grace_hopper_jpeg()
     if how == "query":
         response = await mtcnn_client.post("/infer?format=png", data=_form(data))
     else:
