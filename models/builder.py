@@ -37,11 +37,14 @@ def _build_one(entry: Entry, out_dir: Path, log: Log) -> dict:
     module = importlib.import_module(f"modelzoo_models.build.{entry.build}")
     started = time.monotonic()
     log(f"{entry.name}: building from {entry.origin['package']} {entry.origin['version']}")
-    tmp = graph.with_suffix(".pb.tmp")
+    # Unique per process: two builds of the same folder (parallel test runs) never mix.
+    tmp = graph.with_suffix(f".pb.{os.getpid()}.tmp")
     extra = module.build(entry, tmp, lambda m: log(f"{entry.name}: {m}")) or {}
     os.replace(tmp, graph)
     record = {**entry.as_json(), **extra, "sha256": sha256_of(graph)}
-    meta.write_text(json.dumps(record, indent=2, sort_keys=True))
+    meta_tmp = meta.with_suffix(f".json.{os.getpid()}.tmp")
+    meta_tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
+    os.replace(meta_tmp, meta)
     log(
         f"{entry.name}: built in {time.monotonic() - started:.1f}s, sha256 {record['sha256'][:12]}…"
     )
@@ -65,7 +68,7 @@ def build(out_dir: Path, names: Iterable[str] | None = None, log: Log = _log) ->
         if (out_dir / f"{n}.meta.json").exists() and (out_dir / f"{n}.pb").exists()
     ]
     catalog = out_dir / "catalog.json"
-    tmp = catalog.with_suffix(".json.tmp")
+    tmp = catalog.with_suffix(f".json.{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"models": records}, indent=2, sort_keys=True))
     os.replace(tmp, catalog)
     return catalog

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from modelzoo_server.errors import RefusedGraph
+from modelzoo_server.errors import InvalidInput, RefusedGraph
 from modelzoo_server.graph_policy import GraphLimits, check_graph
 from modelzoo_server.signature import FeedLimits, Signature, validate_feeds
 
@@ -86,13 +86,20 @@ class GraphModel:
             raise RefusedGraph(f"signature names a tensor the graph lacks: {exc}") from exc
         self._fn = wrapped.prune(feeds=feeds, fetches=fetches)
         self._to_tensor = tf.convert_to_tensor
+        self._graph_errors = (tf.errors.InvalidArgumentError, tf.errors.OutOfRangeError)
         self._input_tensors = [s.tensor for s in signature.inputs]
         self._output_names = [s.name for s in signature.outputs]
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Validate feeds (by public name) and run the graph; returns outputs by public name."""
         checked = validate_feeds(self.signature, feeds, self.feed_limits)
-        results = self._fn(*(self._to_tensor(checked[t]) for t in self._input_tensors))
+        try:
+            results = self._fn(*(self._to_tensor(checked[t]) for t in self._input_tensors))
+        except self._graph_errors as exc:
+            # The signature allowed the feed but the graph's own checks did not.
+            raise InvalidInput(
+                f"the model rejected the input: {exc.message.splitlines()[0]}"
+            ) from exc
         return {name: r.numpy() for name, r in zip(self._output_names, results, strict=True)}
 
 

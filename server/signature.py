@@ -34,6 +34,7 @@ class TensorSpec:
     dtype: np.dtype
     shape: tuple[int, ...]  # -1 is a free dimension
     tensor: str
+    range: tuple[float, float] | None = None  # allowed values, inclusive
 
     @property
     def v2_datatype(self) -> str:
@@ -46,6 +47,7 @@ class TensorSpec:
             dtype=np.dtype(data["dtype"]),
             shape=tuple(int(d) for d in data["shape"]),
             tensor=str(data.get("tensor") or f"{data['name']}:0"),
+            range=tuple(float(v) for v in data["range"]) if data.get("range") else None,
         )
 
     def as_v2_metadata(self) -> dict[str, Any]:
@@ -112,5 +114,9 @@ def validate_feeds(
             raise InvalidInput(f"inputs are larger than {limits.max_bytes} bytes in total")
         if value.dtype.kind == "f" and not np.isfinite(value).all():
             raise InvalidInput(f"input {name!r} contains NaN or Inf")
+        if spec.range is not None and value.size:
+            low, high = spec.range
+            if value.min() < low or value.max() > high:
+                raise InvalidInput(f"input {name!r} must lie within [{low:g}, {high:g}]")
         checked[spec.tensor] = value
     return checked

