@@ -16,7 +16,8 @@ PYTEST_ARGS ?=
 
 VENV_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
 
-.PHONY: help venv models run test test-unit test-integration test-browser test-e2e lint format chromium clean clean-cache
+.PHONY: help venv models run test test-unit test-integration test-browser test-e2e bench soak \
+	lint format chromium clean clean-cache
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -41,7 +42,7 @@ chromium: ## Debian's headless Chromium for the browser tests
 		echo "installing Debian's chromium (browser tests)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
-test: venv models chromium ## run every test tier (unit, integration, models, browser, e2e)
+test: venv models chromium cluster-bins ## run every tier (unit, integration, models, browser, e2e, bench smoke)
 	$(call pytest,)
 
 test-unit: venv ## only the unit tests
@@ -52,6 +53,19 @@ test-integration: venv models ## the real server on loopback
 
 test-browser: venv models chromium ## the upload page in headless Chromium
 	$(call pytest,-m browser)
+
+test-e2e: venv models cluster-bins ## the operator and chart on a real control plane
+	$(call pytest,-m e2e)
+
+bench: venv models ## benchmarks side by side → docs/benchmarks.md (QUICK=1: a few minutes)
+	$(PY) -m tests.bench $(if $(QUICK),--quick)
+
+# The reliability tests with larger budgets (fuzz examples, overload seconds); see README.
+soak: venv models ## the reliability tier with larger budgets (about 30 minutes)
+	MODELZOO_FUZZ_EXAMPLES=500 MODELZOO_OVERLOAD_SECONDS=300 \
+		$(PY) -m pytest -m integration -s \
+		tests/integration/test_openapi.py tests/integration/test_overload_load.py \
+		tests/integration/test_hostile_inputs.py tests/integration/test_graph_refusal.py
 
 lint: venv ## ruff (lint and format check)
 	$(VENV)/bin/ruff check .
@@ -74,4 +88,4 @@ define pytest
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing on purpose"; exit 1; fi; exit $$rc
 endef
 
--include tests/cluster/cluster.mk
+include tests/cluster/cluster.mk

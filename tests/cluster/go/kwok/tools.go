@@ -1,0 +1,10 @@
+//go:build tools
+
+// Package tools pins the main packages built by tests/cluster/build.sh, so
+// `go mod tidy` keeps their dependencies in go.mod/go.sum. Never compiled.
+package tools
+
+import (
+	_ "sigs.k8s.io/kwok/cmd/kwok"
+	_ "sigs.k8s.io/kwok/cmd/kwokctl"
+)
