@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 import warnings
 from dataclasses import dataclass
 
@@ -12,6 +13,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from modelzoo_server.errors import InvalidInput, PayloadTooLarge, UnsupportedMediaType
 
 FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
+# What Pillow's decoders raise on broken data (beyond "unidentified image").
+_DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, IndexError)
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Imag
             ) from exc
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             raise PayloadTooLarge(f"image has too many pixels: {exc}") from exc
+        except _DECODE_ERRORS as exc:  # a known format whose header is broken
+            raise InvalidInput(f"cannot decode image: {exc}") from exc
         width, height = image.size
         if width < 1 or height < 1:
             raise InvalidInput(f"image has no pixels ({width}×{height})")
@@ -49,7 +54,7 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Imag
             image.load()
             image = ImageOps.exif_transpose(image)
             return _to_rgb(image)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombWarning) as exc:
+        except (*_DECODE_ERRORS, Image.DecompressionBombWarning) as exc:
             raise InvalidInput(f"cannot decode {image.format} image: {exc}") from exc
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from modelzoo_server.appkeys import MODEL, SETTINGS
 from modelzoo_server.errors import InvalidInput, PayloadTooLarge
@@ -14,6 +15,15 @@ _MAX_FIELD_BYTES = 1024
 
 
 async def _read_multipart(request: web.Request, limit: int) -> tuple[bytes, dict[str, str]]:
+    try:
+        return await _parse_multipart(request, limit)
+    except (HttpProcessingError, ValueError, AssertionError) as exc:
+        # aiohttp's parser asserts and raises on broken framing: the client's fault.
+        reason = getattr(exc, "message", "") or str(exc) or type(exc).__name__
+        raise InvalidInput(f"malformed multipart body: {reason}"[:300]) from exc
+
+
+async def _parse_multipart(request: web.Request, limit: int) -> tuple[bytes, dict[str, str]]:
     reader = await request.multipart()
     image: bytes | None = None
     fields: dict[str, str] = {}

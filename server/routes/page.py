@@ -1,17 +1,21 @@
-"""GET /: the upload page (plain HTML and a little JS, no external assets)."""
+"""GET /: the upload page (plain HTML, a little JS, no external assets); GET /openapi.json."""
 
 from __future__ import annotations
 
 import html
+import json
 from functools import cache
 from pathlib import Path
 
+import yaml
 from aiohttp import web
 
 from modelzoo_server.appkeys import MODEL, SETTINGS
 
 routes = web.RouteTableDef()
-_PAGE = Path(__file__).resolve().parent.parent / "static" / "index.html"
+_STATIC = Path(__file__).resolve().parent.parent / "static"
+_PAGE = _STATIC / "index.html"
+_OPENAPI = _STATIC / "openapi.yaml"  # kept as YAML in the repo, served as JSON
 
 
 @cache
@@ -33,3 +37,13 @@ async def index(request: web.Request) -> web.Response:
             "style-src 'unsafe-inline'; img-src blob: data:; connect-src 'self'",
         },
     )
+
+
+@cache
+def _openapi() -> bytes:
+    return json.dumps(yaml.safe_load(_OPENAPI.read_text(encoding="utf-8"))).encode()
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=_openapi(), content_type="application/json")

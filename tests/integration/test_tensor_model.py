@@ -37,7 +37,12 @@ def test_tensor_model_over_v2_and_infer_is_refused(affine_files, tmp_path: Path)
         tensor.set_data_from_numpy(x)
         result = client.infer("affine", [tensor])
         np.testing.assert_array_equal(result.as_numpy("y"), 2 * x + 1)
-        request = urllib.request.Request(f"{server.url}/infer", data=b"\x89PNG", method="POST")
+        request = urllib.request.Request(
+            f"{server.url}/infer",
+            data=b"\x89PNG",
+            method="POST",
+            headers={"Content-Type": "image/png"},
+        )
         with pytest.raises(urllib.error.HTTPError) as error:
             urllib.request.urlopen(request, timeout=10)
         assert error.value.code == 400
