@@ -275,7 +275,10 @@ def test_after_the_corpus_the_server_serves_and_memory_is_bounded(
     mtcnn_server, baseline_rss
 ) -> None:
     _assert_still_serving(mtcnn_server.url)
-    grown_mib = (_rss_kib(mtcnn_server.process.pid) - baseline_rss) / 1024
+    after = _rss_kib(mtcnn_server.process.pid)
+    grown_mib = (after - baseline_rss) / 1024
+    cases = len(IMAGE_CASES) + len(GOOD_IMAGE_CASES) + len(V2_CASES) + 4
+    print(f"hostile inputs: {cases} cases, RSS {baseline_rss} → {after} KiB")
     # A bound, not a benchmark: no hostile input may leave a large allocation behind.
     assert grown_mib < 300, f"resident memory grew by {grown_mib:.0f} MiB"
     assert mtcnn_server.process.poll() is None

@@ -102,3 +102,16 @@ def test_allowlist_holds_only_pure_ops() -> None:
             "TensorArrayConcatV3",
             "TensorArraySplitV3",
         }, op
+
+
+def test_forbidden_op_inside_a_while_body_is_found() -> None:
+    graph = _graph("Placeholder", "StatelessWhile")
+    for name, op in (("cond", "Less"), ("body", "ReadFile")):
+        function = graph.library.function.add()
+        function.signature.name = name
+        function.node_def.add(name="n", op=op)
+    while_node = graph.node[1]
+    while_node.attr["cond"].func.name = "cond"
+    while_node.attr["body"].func.name = "body"
+    with pytest.raises(RefusedGraph, match=r"'ReadFile' \(file I/O\).* of function 'body'"):
+        check_graph(graph)
