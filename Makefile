@@ -67,9 +67,11 @@ soak: venv models ## the reliability tier with larger budgets (about 30 minutes)
 		tests/integration/test_openapi.py tests/integration/test_overload_load.py \
 		tests/integration/test_hostile_inputs.py tests/integration/test_graph_refusal.py
 
-lint: venv ## ruff (lint and format check)
+lint: venv cluster-bins ## ruff (lint and format check), hadolint, helm lint
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/hadolint Dockerfile
+	"$(CLUSTER_BIN)/helm" lint --strict charts/modelzoo
 
 format: venv ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff format .

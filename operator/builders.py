@@ -1,0 +1,418 @@
+"""Pure functions from a parsed ModelZoo to the manifests of its children.
+
+No API calls, no clock, no environment: the same spec and settings always give the
+same dicts, which the handlers server-side-apply. Every child carries the common
+labels and a controller ownerReference to its zoo, so the garbage collector removes
+it with the zoo (no finalizers).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from modelzoo_operator.settings import Settings
+from modelzoo_operator.spec import API_VERSION, KIND, ModelSpec, ZooSpec, child_name
+
+LABEL_ZOO = "modelzoo.dev/zoo"
+LABEL_MODEL = "modelzoo.dev/model"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGER = "modelzoo-operator"
+CONFIG_HASH = "modelzoo.dev/config-hash"
+
+PORT = 8080  # the server's one port: /infer, /v2/..., /metrics
+SERVICE_PORT = 80
+GRAPH_MOUNT = "/models"  # the fetched graph (emptyDir) or the PVC
+SIGNATURE_MOUNT = "/etc/modelzoo"
+SIGNATURE_FILE = "signature.json"
+FETCHED_GRAPH = f"{GRAPH_MOUNT}/model.pb"
+INFLIGHT_METRIC = "modelzoo_inflight_requests"
+# Without resources in the spec, a model asks for this much (TensorFlow + one graph).
+DEFAULT_REQUESTS = {"cpu": "500m", "memory": "1Gi"}
+
+# Every kind a zoo may own, as (apiVersion, kind): the handlers list these to prune.
+CHILD_KINDS = (
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("v1", "ConfigMap"),
+    ("policy/v1", "PodDisruptionBudget"),
+    ("autoscaling/v2", "HorizontalPodAutoscaler"),
+)
+
+Manifest = dict[str, Any]
+
+
+def selector_labels(zoo: ZooSpec, model: ModelSpec) -> dict[str, str]:
+    return {LABEL_ZOO: zoo.name, LABEL_MODEL: model.name}
+
+
+def labels(zoo: ZooSpec, model: ModelSpec) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "modelzoo-server",
+        "app.kubernetes.io/instance": child_name(zoo.name, model.name),
+        "app.kubernetes.io/component": "model-server",
+        "app.kubernetes.io/part-of": "modelzoo",
+        LABEL_MANAGED_BY: MANAGER,
+        **selector_labels(zoo, model),
+    }
+
+
+def owner_reference(zoo: ZooSpec) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": zoo.name,
+        "uid": zoo.uid,
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def _metadata(zoo: ZooSpec, model: ModelSpec, name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "namespace": zoo.namespace,
+        "labels": labels(zoo, model),
+        "ownerReferences": [owner_reference(zoo)],
+    }
+
+
+def model_url(zoo: ZooSpec, model: ModelSpec, settings: Settings) -> str:
+    host = f"{child_name(zoo.name, model.name)}.{zoo.namespace}.svc.{settings.cluster_domain}"
+    return f"http://{host}/infer"
+
+
+def _number(value: float) -> str:
+    return f"{value:g}"
+
+
+def signature_document(model: ModelSpec) -> dict[str, Any] | None:
+    """The --signature file of a non-zoo model (the format modelzoo_server.zoo reads)."""
+    if model.source.kind == "zoo":
+        return None
+    doc: dict[str, Any] = {
+        "task": model.task,
+        "signature": {
+            "inputs": [dict(t) for t in model.signature["inputs"]],
+            "outputs": [dict(t) for t in model.signature["outputs"]],
+        },
+        # The user's batching block asserts the graph takes a leading batch dimension.
+        "batchable": model.batching is not None,
+    }
+    if model.preprocessing:
+        doc["preprocessing"] = dict(model.preprocessing)
+    if model.labels:
+        doc["labels"] = list(model.labels)
+    return doc
+
+
+def server_args(model: ModelSpec, settings: Settings) -> list[str]:
+    """The server's flags (modelzoo_server/settings.py) for this model."""
+    args = ["--name", model.name]
+    source = model.source
+    if source.kind == "zoo":
+        args += ["--zoo", source.zoo, "--model-dir", settings.model_dir]
+    else:
+        graph = FETCHED_GRAPH if source.kind == "url" else f"{GRAPH_MOUNT}/{source.path}"
+        args += ["--graph", graph, "--signature", f"{SIGNATURE_MOUNT}/{SIGNATURE_FILE}"]
+        if source.sha256:
+            args += ["--sha256", source.sha256]
+    args += [
+        "--host",
+        "0.0.0.0",
+        "--port",
+        str(PORT),
+        "--drain-seconds",
+        str(settings.drain_seconds),
+    ]
+    if model.batching:
+        args += [
+            "--max-batch-size",
+            str(model.batching.max_batch_size),
+            "--max-delay-ms",
+            _number(model.batching.max_delay_ms),
+        ]
+    if model.max_inflight:
+        args += ["--max-inflight", str(model.max_inflight)]
+    return args
+
+
+def fetch_args(model: ModelSpec) -> list[str]:
+    return ["--url", model.source.url, "--sha256", model.source.sha256, "--out", FETCHED_GRAPH]
+
+
+def _container_security() -> dict[str, Any]:
+    # Pod Security Standard `restricted`, plus a read-only root filesystem.
+    return {
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "readOnlyRootFilesystem": True,
+        "capabilities": {"drop": ["ALL"]},
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def _quantities(values: Mapping[str, Any] | None) -> dict[str, str]:
+    return {str(k): str(v) for k, v in (values or {}).items()}
+
+
+def resources(model: ModelSpec, settings: Settings) -> dict[str, Any]:
+    limits = _quantities(model.resources.get("limits"))
+    requests = _quantities(model.resources.get("requests"))
+    if not limits and not requests:
+        requests = dict(DEFAULT_REQUESTS)
+    limits.pop(settings.gpu_resource, None)
+    requests.pop(settings.gpu_resource, None)
+    if model.gpu > 0:
+        # Extended resources are requested through limits (requests default to them).
+        limits[settings.gpu_resource] = str(model.gpu)
+    out: dict[str, Any] = {}
+    if limits:
+        out["limits"] = limits
+    if requests:
+        out["requests"] = requests
+    return out
+
+
+def _probe(path: str, period: int, timeout: int, failures: int) -> dict[str, Any]:
+    return {
+        "httpGet": {"path": path, "port": "http"},
+        "periodSeconds": period,
+        "timeoutSeconds": timeout,
+        "failureThreshold": failures,
+    }
+
+
+def _tolerations(model: ModelSpec, settings: Settings) -> list[dict[str, Any]]:
+    own = [dict(t) for t in settings.gpu_tolerations] if model.gpu > 0 else []
+    return own + [dict(t) for t in model.tolerations if dict(t) not in own]
+
+
+def config_hash(zoo: ZooSpec, model: ModelSpec) -> str:
+    """Changes when the mounted signature does, so the pods roll to pick it up."""
+    doc = signature_document(model)
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def deployment(zoo: ZooSpec, model: ModelSpec, settings: Settings) -> Manifest:
+    name = child_name(zoo.name, model.name)
+    image = zoo.image or settings.image_for(model.gpu)
+    pull = zoo.image_pull_policy or settings.image_pull_policy
+    source = model.source
+    mounts = [{"name": "tmp", "mountPath": "/tmp"}]
+    volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
+    init_containers: list[dict[str, Any]] = []
+    if source.kind == "url":
+        volumes.append({"name": "model", "emptyDir": {"sizeLimit": "8Gi"}})
+        mounts.append({"name": "model", "mountPath": GRAPH_MOUNT, "readOnly": True})
+        init_containers.append(
+            {
+                "name": "fetch-model",
+                "image": image,
+                "imagePullPolicy": pull,
+                "command": ["python", "-m", "modelzoo_operator.fetch"],
+                "args": fetch_args(model),
+                "env": [{"name": "HOME", "value": "/tmp"}],
+                "resources": {
+                    "requests": {"cpu": "100m", "memory": "128Mi"},
+                    "limits": {"memory": "512Mi"},
+                },
+                "securityContext": _container_security(),
+                "volumeMounts": [
+                    {"name": "tmp", "mountPath": "/tmp"},
+                    {"name": "model", "mountPath": GRAPH_MOUNT},
+                ],
+            }
+        )
+    elif source.kind == "pvc":
+        volumes.append(
+            {
+                "name": "model",
+                "persistentVolumeClaim": {"claimName": source.claim_name, "readOnly": True},
+            }
+        )
+        mounts.append({"name": "model", "mountPath": GRAPH_MOUNT, "readOnly": True})
+    if source.kind != "zoo":
+        volumes.append(
+            {"name": "signature", "configMap": {"name": signature_configmap_name(zoo, model)}}
+        )
+        mounts.append({"name": "signature", "mountPath": SIGNATURE_MOUNT, "readOnly": True})
+
+    container: dict[str, Any] = {
+        "name": "server",
+        "image": image,
+        "imagePullPolicy": pull,
+        "command": ["modelzoo-server"],
+        "args": server_args(model, settings),
+        # The root filesystem is read-only: anything that wants a home writes to /tmp.
+        "env": [{"name": "HOME", "value": "/tmp"}],
+        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "resources": resources(model, settings),
+        "startupProbe": _probe(
+            "/v2/health/live", 5, 2, max(1, math.ceil(settings.startup_seconds / 5))
+        ),
+        "readinessProbe": _probe("/v2/health/ready", 5, 2, 3),
+        "livenessProbe": _probe("/v2/health/live", 10, 3, 3),
+        "securityContext": _container_security(),
+        "volumeMounts": mounts,
+    }
+    if settings.prestop_seconds > 0:
+        # Endpoints take a moment to drop a terminating pod: keep serving, then drain.
+        container["lifecycle"] = {"preStop": {"sleep": {"seconds": settings.prestop_seconds}}}
+
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 10001,
+            "runAsGroup": 10001,
+            "fsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "terminationGracePeriodSeconds": settings.termination_grace_seconds,
+        "containers": [container],
+        "volumes": volumes,
+    }
+    if init_containers:
+        pod_spec["initContainers"] = init_containers
+    node_selector = {
+        **(settings.gpu_node_selector if model.gpu > 0 else {}),
+        **model.node_selector,
+    }
+    if node_selector:
+        pod_spec["nodeSelector"] = dict(node_selector)
+    tolerations = _tolerations(model, settings)
+    if tolerations:
+        pod_spec["tolerations"] = tolerations
+    if model.affinity:
+        pod_spec["affinity"] = dict(model.affinity)
+
+    annotations = {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(PORT),
+        "prometheus.io/path": "/metrics",
+    }
+    if source.kind != "zoo":
+        annotations[CONFIG_HASH] = config_hash(zoo, model)
+    strategy = (
+        # A GPU is scarce: replace pods in place rather than asking for one more GPU.
+        {"maxSurge": 0, "maxUnavailable": 1}
+        if model.gpu > 0
+        else {"maxSurge": 1, "maxUnavailable": 0}
+    )
+    spec: dict[str, Any] = {
+        "selector": {"matchLabels": selector_labels(zoo, model)},
+        "revisionHistoryLimit": 3,
+        "progressDeadlineSeconds": settings.startup_seconds + 60,
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": strategy},
+        "template": {
+            "metadata": {"labels": labels(zoo, model), "annotations": annotations},
+            "spec": pod_spec,
+        },
+    }
+    if model.autoscaling is None:
+        # With an HPA, replicas belong to the HPA: leaving the field out keeps apply from
+        # fighting it.
+        spec = {"replicas": model.replicas, **spec}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _metadata(zoo, model, name),
+        "spec": spec,
+    }
+
+
+def service(zoo: ZooSpec, model: ModelSpec) -> Manifest:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _metadata(zoo, model, child_name(zoo.name, model.name)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(zoo, model),
+            "ports": [
+                {"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"},
+                # The same server port, named for ServiceMonitors that select `metrics`.
+                {"name": "metrics", "port": PORT, "targetPort": "http", "protocol": "TCP"},
+            ],
+        },
+    }
+
+
+def signature_configmap_name(zoo: ZooSpec, model: ModelSpec) -> str:
+    return f"{child_name(zoo.name, model.name)}-signature"
+
+
+def signature_configmap(zoo: ZooSpec, model: ModelSpec) -> Manifest | None:
+    doc = signature_document(model)
+    if doc is None:
+        return None
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _metadata(zoo, model, signature_configmap_name(zoo, model)),
+        "data": {SIGNATURE_FILE: json.dumps(doc, indent=2, sort_keys=True) + "\n"},
+    }
+
+
+def pod_disruption_budget(zoo: ZooSpec, model: ModelSpec) -> Manifest | None:
+    if model.min_replicas <= 1:
+        return None  # a PDB on one replica would block every node drain
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _metadata(zoo, model, child_name(zoo.name, model.name)),
+        "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector_labels(zoo, model)}},
+    }
+
+
+def horizontal_pod_autoscaler(zoo: ZooSpec, model: ModelSpec) -> Manifest | None:
+    scaling = model.autoscaling
+    if scaling is None:
+        return None
+    name = child_name(zoo.name, model.name)
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _metadata(zoo, model, name),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": scaling.min_replicas,
+            "maxReplicas": scaling.max_replicas,
+            # A per-pod custom metric: needs prometheus-adapter (or another custom
+            # metrics API) serving modelzoo_inflight_requests from the pods' /metrics.
+            "metrics": [
+                {
+                    "type": "Pods",
+                    "pods": {
+                        "metric": {"name": INFLIGHT_METRIC},
+                        "target": {
+                            "type": "AverageValue",
+                            "averageValue": str(scaling.target_inflight),
+                        },
+                    },
+                }
+            ],
+        },
+    }
+
+
+def model_children(zoo: ZooSpec, model: ModelSpec, settings: Settings) -> list[Manifest]:
+    """A model's objects, in apply order (the ConfigMap before the pods that mount it)."""
+    built = [
+        signature_configmap(zoo, model),
+        deployment(zoo, model, settings),
+        service(zoo, model),
+        pod_disruption_budget(zoo, model),
+        horizontal_pod_autoscaler(zoo, model),
+    ]
+    return [m for m in built if m is not None]
+
+
+def children(zoo: ZooSpec, settings: Settings) -> list[Manifest]:
+    """Every object the zoo's workable models need."""
+    return [m for model in zoo.models for m in model_children(zoo, model, settings)]

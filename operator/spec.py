@@ -1,0 +1,250 @@
+"""A ModelZoo's spec, parsed into plain values, and the checks the schema cannot make.
+
+The API server has already applied the CRD's schema (types, ranges, CEL rules) and
+its defaults. What is left is what needs knowledge outside one object: the zoo entries
+the image carries, and names that must fit Kubernetes' limits once combined. A model
+that fails these checks does not stop the others: it is reported per model.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+GROUP = "modelzoo.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "ModelZoo"
+PLURAL = "modelzoos"
+
+TASKS = ("face-detection", "object-detection", "image-classification", "tensor")
+DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+# The longest suffix added to `<zoo>-<model>` for a child's name ("-signature").
+_SUFFIX = len("-signature")
+
+
+class SpecError(ValueError):
+    """This model (or zoo) cannot work as written; the message says why, for a person."""
+
+
+@dataclass(frozen=True)
+class Source:
+    kind: Literal["zoo", "url", "pvc"]
+    zoo: str = ""
+    url: str = ""
+    sha256: str = ""
+    claim_name: str = ""
+    path: str = ""
+
+
+@dataclass(frozen=True)
+class Batching:
+    max_batch_size: int
+    max_delay_ms: float
+
+
+@dataclass(frozen=True)
+class Autoscaling:
+    min_replicas: int
+    max_replicas: int
+    target_inflight: int
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    source: Source
+    task: str = ""
+    # What the server's --signature file holds for non-zoo models: inputs/outputs and
+    # the optional preprocessing and labels.
+    signature: Mapping[str, Any] | None = None
+    preprocessing: Mapping[str, Any] | None = None
+    labels: tuple[str, ...] = ()
+    replicas: int = 1
+    gpu: int = 0
+    resources: Mapping[str, Any] = field(default_factory=dict)
+    node_selector: Mapping[str, str] = field(default_factory=dict)
+    tolerations: tuple[Mapping[str, Any], ...] = ()
+    affinity: Mapping[str, Any] = field(default_factory=dict)
+    batching: Batching | None = None
+    autoscaling: Autoscaling | None = None
+    max_inflight: int | None = None
+
+    @property
+    def min_replicas(self) -> int:
+        """Replicas the model keeps at least (the HPA's floor when autoscaled)."""
+        return self.autoscaling.min_replicas if self.autoscaling else self.replicas
+
+
+@dataclass(frozen=True)
+class ZooSpec:
+    name: str
+    namespace: str
+    uid: str
+    generation: int
+    image: str = ""
+    image_pull_policy: str = ""
+    models: tuple[ModelSpec, ...] = ()
+    # Models that cannot work, by name, with the reason: they get no objects.
+    problems: Mapping[str, str] = field(default_factory=dict)
+    # Every model the spec lists, workable or not, in spec order.
+    all_names: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Which zoo entries the image carries (None: unknown, so not checked)."""
+
+    entries: frozenset[str] | None
+    origin: str
+
+    def check(self, zoo: str) -> None:
+        if self.entries is not None and zoo not in self.entries:
+            known = ", ".join(sorted(self.entries)) or "none"
+            raise SpecError(f"unknown zoo entry {zoo!r}; this image's zoo has: {known}")
+
+
+def load_catalog(catalog_path: str, zoo_entries: Sequence[str] = ()) -> Catalog:
+    """The entries named in settings, else those of the built catalog.json, else unknown."""
+    if zoo_entries:
+        return Catalog(frozenset(zoo_entries), "MODELZOO_OPERATOR_ZOO_ENTRIES")
+    try:
+        records = json.loads(Path(catalog_path).read_text())["models"]
+        return Catalog(frozenset(str(r["name"]) for r in records), catalog_path)
+    except (OSError, ValueError, KeyError, TypeError):
+        return Catalog(None, f"{catalog_path} (unreadable: zoo entries are not checked)")
+
+
+def child_name(zoo: str, model: str) -> str:
+    """The name shared by a model's Deployment, Service, PDB and HPA."""
+    return f"{zoo}-{model}"
+
+
+def _source(model: Mapping[str, Any]) -> Source:
+    if model.get("zoo"):
+        if model.get("source"):
+            raise SpecError("set exactly one of `zoo` or `source`")
+        return Source("zoo", zoo=str(model["zoo"]))
+    source = model.get("source") or {}
+    url, pvc = source.get("url"), source.get("pvc")
+    if bool(url) == bool(pvc):
+        raise SpecError("set exactly one of `zoo`, `source.url` or `source.pvc`")
+    sha256 = str(source.get("sha256") or "").lower()
+    if sha256 and not re.fullmatch(r"[0-9a-f]{64}", sha256):
+        raise SpecError("source.sha256 must be 64 hex digits")
+    if url:
+        if not sha256:
+            raise SpecError("source.url needs source.sha256 (the download is checked against it)")
+        if not re.match(r"^https?://", str(url)):
+            raise SpecError("source.url must be an http:// or https:// URL")
+        return Source("url", url=str(url), sha256=sha256)
+    claim, path = str(pvc.get("claimName") or ""), str(pvc.get("path") or "")
+    if not claim or not path:
+        raise SpecError("source.pvc needs claimName and path")
+    if path.startswith("/") or ".." in path.split("/"):
+        raise SpecError("source.pvc.path must be relative to the volume, without `..`")
+    return Source("pvc", claim_name=claim, path=path, sha256=sha256)
+
+
+def _model(zoo_name: str, model: Mapping[str, Any], catalog: Catalog) -> ModelSpec:
+    name = str(model.get("name") or "")
+    if not DNS1123_LABEL.match(name):
+        raise SpecError(f"model name {name!r} is not a DNS-1123 label")
+    if len(child_name(zoo_name, name)) + _SUFFIX > 63:
+        raise SpecError(
+            f"`{child_name(zoo_name, name)}` (zoo name + model name) is too long: the two "
+            f"together may have at most {63 - _SUFFIX - 1} characters"
+        )
+    source = _source(model)
+    signature = model.get("signature")
+    task = str(model.get("task") or "")
+    if source.kind == "zoo":
+        catalog.check(source.zoo)
+        if signature or task or model.get("preprocessing") or model.get("labels"):
+            raise SpecError(
+                "a zoo entry carries its own task, signature, preprocessing and labels; "
+                "remove them or use `source`"
+            )
+    else:
+        if not signature or not signature.get("inputs") or not signature.get("outputs"):
+            raise SpecError("a model from `source` needs `signature` with inputs and outputs")
+        if task not in TASKS:
+            raise SpecError(f"a model from `source` needs `task`, one of {', '.join(TASKS)}")
+    batching = model.get("batching")
+    autoscaling = model.get("autoscaling")
+    scaling = None
+    if autoscaling:
+        scaling = Autoscaling(
+            min_replicas=int(autoscaling.get("minReplicas", 1)),
+            max_replicas=int(autoscaling["maxReplicas"]),
+            target_inflight=int(autoscaling.get("targetInflight", 4)),
+        )
+        if scaling.min_replicas > scaling.max_replicas:
+            raise SpecError("autoscaling.minReplicas is larger than maxReplicas")
+    replicas, gpu = int(model.get("replicas", 1)), int(model.get("gpu", 0))
+    if replicas < 0 or gpu < 0:
+        raise SpecError("replicas and gpu must not be negative")
+    return ModelSpec(
+        name=name,
+        source=source,
+        task=task,
+        signature=signature or None,
+        preprocessing=model.get("preprocessing") or None,
+        labels=tuple(str(x) for x in model.get("labels") or ()),
+        replicas=replicas,
+        gpu=gpu,
+        resources=dict(model.get("resources") or {}),
+        node_selector=dict(model.get("nodeSelector") or {}),
+        tolerations=tuple(model.get("tolerations") or ()),
+        affinity=dict(model.get("affinity") or {}),
+        batching=Batching(
+            max_batch_size=int(batching.get("maxBatchSize", 8)),
+            max_delay_ms=float(batching.get("maxDelayMs", 5)),
+        )
+        if batching
+        else None,
+        autoscaling=scaling,
+        max_inflight=int(model["maxInflight"]) if model.get("maxInflight") else None,
+    )
+
+
+def parse_zoo(body: Mapping[str, Any], catalog: Catalog) -> ZooSpec:
+    """Parse a ModelZoo object; models that cannot work are listed in `problems`."""
+    meta = body.get("metadata") or {}
+    spec = body.get("spec") or {}
+    name = str(meta.get("name") or "")
+    raw_models = spec.get("models") or []
+    names = tuple(str(m.get("name") or f"#{i}") for i, m in enumerate(raw_models))
+    models: list[ModelSpec] = []
+    problems: dict[str, str] = {}
+    zoo_problem = ""
+    if not DNS1035_LABEL.match(name):
+        # Services are named `<zoo>-<model>`, and a Service name must start with a letter.
+        zoo_problem = f"the zoo's name {name!r} must start with a letter (DNS-1035 label)"
+    seen: set[str] = set()
+    for model_name, raw in zip(names, raw_models, strict=True):
+        try:
+            if zoo_problem:
+                raise SpecError(zoo_problem)
+            if model_name in seen:
+                raise SpecError(f"model name {model_name!r} appears twice")
+            seen.add(model_name)
+            models.append(_model(name, raw, catalog))
+        except (SpecError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            problems[model_name] = str(exc) if isinstance(exc, SpecError) else f"bad spec: {exc!r}"
+    return ZooSpec(
+        name=name,
+        namespace=str(meta.get("namespace") or ""),
+        uid=str(meta.get("uid") or ""),
+        generation=int(meta.get("generation") or 0),
+        image=str(spec.get("image") or ""),
+        image_pull_policy=str(spec.get("imagePullPolicy") or ""),
+        models=tuple(models),
+        problems=problems,
+        all_names=names,
+    )

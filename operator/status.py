@@ -1,0 +1,184 @@
+"""A zoo's status, computed from its spec and its Deployments as they are (pure).
+
+One function builds the whole status; the handlers write it in one patch, from one
+place, so there is never a half-updated status or two writers racing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from modelzoo_operator.builders import model_url
+from modelzoo_operator.settings import Settings
+from modelzoo_operator.spec import ZooSpec
+
+READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
+PHASE_PENDING, PHASE_PROGRESSING, PHASE_READY, PHASE_FAILED = (
+    "Pending",
+    "Progressing",
+    "Ready",
+    "Failed",
+)
+
+
+def deployment_phase(
+    deployment: Mapping[str, Any] | None, floor: int = 0
+) -> tuple[str, str, int, int]:
+    """(phase, message, desired replicas, ready replicas) of one model's Deployment.
+
+    `floor` is the autoscaler's minReplicas: a new Deployment starts at one replica and
+    the HPA raises it, so the model is not ready before it has that many."""
+    if deployment is None:
+        return PHASE_PENDING, "creating the Deployment", 0, 0
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    meta = deployment.get("metadata") or {}
+    desired = max(int(spec.get("replicas", 1)), floor)
+    ready = int(status.get("readyReplicas") or 0)
+    updated = int(status.get("updatedReplicas") or 0)
+    observed = int(status.get("observedGeneration") or 0) >= int(meta.get("generation") or 0)
+    for condition in status.get("conditions") or ():
+        if (
+            condition.get("type") == "Progressing"
+            and condition.get("status") == "False"
+            and condition.get("reason") == "ProgressDeadlineExceeded"
+        ):
+            return (
+                PHASE_FAILED,
+                f"pods did not become ready in time ({ready}/{desired} ready): "
+                f"{condition.get('message', '')}".strip(),
+                desired,
+                ready,
+            )
+    if observed and ready >= desired and updated >= desired:
+        message = "scaled to zero" if desired == 0 else f"{ready}/{desired} replicas ready"
+        return PHASE_READY, message, desired, ready
+    return PHASE_PROGRESSING, f"{ready}/{desired} replicas ready", desired, ready
+
+
+def _condition(
+    kind: str,
+    true: bool,
+    reason: str,
+    message: str,
+    generation: int,
+    previous: Mapping[str, Mapping[str, Any]],
+    now: str,
+) -> dict[str, Any]:
+    status = "True" if true else "False"
+    before = previous.get(kind) or {}
+    # The transition time moves only when the status flips.
+    since = before.get("lastTransitionTime") if before.get("status") == status else None
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message[:32000],
+        "observedGeneration": generation,
+        "lastTransitionTime": since or now,
+    }
+
+
+def zoo_status(
+    zoo: ZooSpec,
+    deployments: Mapping[str, Mapping[str, Any]],
+    failures: Mapping[str, str],
+    settings: Settings,
+    previous: Mapping[str, Any] | None,
+    now: str,
+) -> dict[str, Any]:
+    """The complete status: per model, the summary columns and the three conditions.
+
+    `deployments` maps model names to their live Deployments; `failures` maps model
+    names to why they cannot work (spec problems, a missing PVC, a refused apply).
+    """
+    by_name = {m.name: m for m in zoo.models}
+    models: list[dict[str, Any]] = []
+    gpus = 0
+    for name in zoo.all_names:
+        model = by_name.get(name)
+        failure = failures.get(name) or zoo.problems.get(name)
+        entry: dict[str, Any] = {"name": name, "replicas": 0, "readyReplicas": 0}
+        if failure or model is None:
+            entry.update(phase=PHASE_FAILED, message=failure or "cannot be served")
+        else:
+            floor = model.autoscaling.min_replicas if model.autoscaling else 0
+            phase, message, desired, ready = deployment_phase(deployments.get(name), floor)
+            if deployments.get(name) is None:
+                desired = model.min_replicas
+            entry.update(
+                replicas=desired,
+                readyReplicas=ready,
+                url=model_url(zoo, model, settings),
+                phase=phase,
+                message=message,
+            )
+            gpus += model.gpu * desired
+        models.append(entry)
+
+    failed = [m for m in models if m["phase"] == PHASE_FAILED]
+    waiting = [m for m in models if m["phase"] in (PHASE_PENDING, PHASE_PROGRESSING)]
+    ready = [m for m in models if m["phase"] == PHASE_READY]
+    prev = {c.get("type"): c for c in (previous or {}).get("conditions") or ()}
+    gen = zoo.generation
+
+    def listing(items: list[dict[str, Any]]) -> str:
+        return "; ".join(f"{m['name']}: {m['message']}" for m in items)
+
+    all_ready = len(ready) == len(models) and bool(models)
+    conditions = [
+        _condition(
+            READY,
+            all_ready,
+            "AllModelsReady" if all_ready else ("ModelsFailed" if failed else "ModelsNotReady"),
+            "every model has its ready replicas"
+            if all_ready
+            else listing(failed + waiting) or "no models",
+            gen,
+            prev,
+            now,
+        ),
+        _condition(
+            PROGRESSING,
+            bool(waiting),
+            "RollingOut" if waiting else "Settled",
+            listing(waiting) if waiting else "no model is rolling out",
+            gen,
+            prev,
+            now,
+        ),
+        _condition(
+            DEGRADED,
+            bool(failed),
+            "ModelsFailed" if failed else "AllModelsWorkable",
+            listing(failed) if failed else "every model can be served",
+            gen,
+            prev,
+            now,
+        ),
+    ]
+    urls = [m["url"] for m in models if m.get("url")]
+    return {
+        "observedGeneration": gen,
+        "modelNames": ",".join(zoo.all_names),
+        "ready": f"{len(ready)}/{len(models)}",
+        "gpus": gpus,
+        "urls": ",".join(urls),
+        "conditions": conditions,
+        "models": models,
+    }
+
+
+def same_status(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    """True when writing `new` would change nothing the schema keeps."""
+    old = old or {}
+    return all(old.get(key) == value for key, value in new.items())
+
+
+def degraded_message(status: Mapping[str, Any]) -> str:
+    """The Degraded condition's message when it is True, else ''."""
+    for condition in status.get("conditions") or ():
+        if condition.get("type") == DEGRADED and condition.get("status") == "True":
+            return str(condition.get("message") or "")
+    return ""

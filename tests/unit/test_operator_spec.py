@@ -1,0 +1,123 @@
+"""Parsing a ModelZoo and the checks the schema cannot make."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modelzoo_operator.spec import Catalog, load_catalog, parse_zoo
+from tests.unit.test_operator_openapi import CATALOG, SAMPLES, SHA, SIGNATURE, zoo_body
+
+pytestmark = pytest.mark.unit
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "modelzoo.yaml"
+
+
+def problems(*models: dict, name: str = "demo", catalog: Catalog = CATALOG) -> dict[str, str]:
+    return dict(parse_zoo(zoo_body(*models, name=name), catalog).problems)
+
+
+def test_the_example_has_one_gpu_and_one_cpu_model_and_parses_cleanly():
+    body = yaml.safe_load(EXAMPLE.read_text())
+    body["metadata"].update(namespace="default", uid="u")
+    zoo = parse_zoo(body, CATALOG)
+    assert zoo.problems == {}
+    gpu = {m.source.zoo: m.gpu for m in zoo.models}
+    assert gpu["mtcnn"] > 0 and gpu["mobilenet"] == 0
+
+
+def test_every_sample_parses():
+    zoo = parse_zoo(zoo_body(*SAMPLES.values()), CATALOG)
+    assert zoo.problems == {}
+    assert zoo.all_names == tuple(m["name"] for m in SAMPLES.values())
+    custom = next(m for m in zoo.models if m.name == "custom")
+    assert custom.source.kind == "url" and custom.autoscaling.min_replicas == 2
+    assert custom.min_replicas == 2
+    assert custom.batching.max_batch_size == 16 and custom.batching.max_delay_ms == 2.5
+
+
+def test_an_unknown_zoo_entry_is_a_problem_of_that_model_only():
+    found = problems(SAMPLES["zoo-cpu"], {"name": "x", "zoo": "resnet"})
+    assert list(found) == ["x"]
+    assert "unknown zoo entry 'resnet'" in found["x"]
+    assert "mobilenet" in found["x"], "the message lists what the image has"
+
+
+def test_zoo_entries_are_not_checked_when_the_catalog_is_unknown():
+    assert problems({"name": "x", "zoo": "resnet"}, catalog=Catalog(None, "?")) == {}
+
+
+@pytest.mark.parametrize(
+    ("change", "words"),
+    [
+        ({"source": {"url": "https://x/m.pb"}}, "sha256"),
+        ({"source": {"url": "ftp://x/m.pb", "sha256": SHA}}, "http"),
+        (
+            {"source": {"url": "https://x/m.pb", "pvc": {"claimName": "c", "path": "p"}}},
+            "exactly one",
+        ),
+        ({"source": {"pvc": {"claimName": "c", "path": "../etc/passwd"}}}, "relative"),
+        ({"source": {"pvc": {"claimName": "c", "path": "/abs.pb"}}}, "relative"),
+        ({"source": {"url": "https://x/m.pb", "sha256": "abc"}}, "64 hex"),
+        ({"signature": None}, "signature"),
+        ({"task": "poetry"}, "task"),
+        ({"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "minReplicas"),
+        ({"replicas": -1}, "negative"),
+    ],
+)
+def test_source_models_that_cannot_work(change, words):
+    model = copy.deepcopy(SAMPLES["url-batching-autoscaling"])
+    model.update(change)
+    model = {k: v for k, v in model.items() if v is not None}
+    found = problems(model)
+    assert words in found.get("custom", ""), found
+
+
+def test_zoo_entries_bring_their_own_signature():
+    found = problems({"name": "faces", "zoo": "mtcnn", "signature": SIGNATURE})
+    assert "carries its own" in found["faces"]
+    found = problems(
+        {"name": "faces", "zoo": "mtcnn", "source": {"url": "https://x", "sha256": SHA}}
+    )
+    assert "exactly one" in found["faces"]
+
+
+def test_names_must_fit_kubernetes_limits():
+    long = "m" * 50
+    found = problems({"name": long, "zoo": "mtcnn"}, name="zoo")
+    assert "too long" in found[long]
+    found = problems({"name": "Faces", "zoo": "mtcnn"})
+    assert "DNS-1123" in found["Faces"]
+    found = problems({"name": "faces", "zoo": "mtcnn"}, name="1zoo")
+    assert "start with a letter" in found["faces"]
+
+
+def test_duplicate_names_are_caught():
+    found = problems({"name": "a", "zoo": "mtcnn"}, {"name": "a", "zoo": "mobilenet"})
+    assert "twice" in found["a"]
+
+
+def test_a_malformed_model_is_reported_not_raised():
+    found = problems({"name": "odd", "zoo": "mtcnn", "replicas": "many"})
+    assert "bad spec" in found["odd"]
+
+
+def test_zoo_level_fields():
+    body = zoo_body(SAMPLES["zoo-cpu"])
+    body["spec"]["image"] = "reg/zoo:1"
+    zoo = parse_zoo(body, CATALOG)
+    assert (zoo.name, zoo.namespace, zoo.uid, zoo.generation, zoo.image) == (
+        "demo", "ml", "uid-1234", 3, "reg/zoo:1",
+    )  # fmt: skip
+
+
+def test_load_catalog(tmp_path):
+    catalog = tmp_path / "catalog.json"
+    catalog.write_text(json.dumps({"models": [{"name": "mtcnn"}, {"name": "mobilenet"}]}))
+    assert load_catalog(str(catalog)).entries == {"mtcnn", "mobilenet"}
+    assert load_catalog(str(catalog), ["nsfw"]).entries == {"nsfw"}
+    missing = load_catalog(str(tmp_path / "absent.json"))
+    assert missing.entries is None and "not checked" in missing.origin
