@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -52,6 +53,9 @@ def build_model(settings: Settings, metrics: Metrics, executor: ThreadPoolExecut
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # TensorFlow's C++ info and warning lines (grappler cost estimates, oneDNN notes)
+    # drown the server's own log; errors still show. Set it explicitly to override.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     settings = parse_settings(argv)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
