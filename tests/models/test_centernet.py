@@ -16,33 +16,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modelzoo_server import zoo
 from modelzoo_server.errors import InvalidInput
 from modelzoo_server.runtime import load_graph
-from modelzoo_server.tasks import TASKS
-from modelzoo_server.tasks.object_detection import ObjectDetection
 from modelzoo_server.tasks.resize import resize_bilinear
 from tests import photos
 from tests.models.tfjs_reference import run_tfjs
 
 pytestmark = pytest.mark.models
+ZOO_ENTRY = "centernet"
 
 HEADS = ("tower_0/detections", "tower_0/keypoints", "tower_0/wh")
 PHOTOS = ("astronaut", "coffee", "chelsea")
 KEYPOINT_ATOL = 1e-4
 PIXEL_ATOL = 5e-3
 SCORE_ATOL = 1e-4
-
-
-@pytest.fixture(scope="module")
-def entry(zoo_dir):
-    return zoo.from_catalog(zoo_dir, "centernet")
-
-
-@pytest.fixture(scope="module")
-def task(entry):
-    assert TASKS["object-detection"] is ObjectDetection
-    return ObjectDetection(entry)
 
 
 @pytest.fixture(scope="module")

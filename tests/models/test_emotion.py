@@ -9,14 +9,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from modelzoo_server import zoo
-from modelzoo_server.runtime import load_graph
-from modelzoo_server.tasks import TASKS
 from modelzoo_server.tasks.resize import resize_bilinear
 from tests import photos
 from tests.models.tfjs_reference import run_tfjs
 
 pytestmark = pytest.mark.models
+ZOO_ENTRY = "emotion"
 
 PROBABILITY_ATOL = 1e-4
 # Tight face crops (x1, y1, x2, y2), like the face boxes human hands the model.
@@ -29,21 +27,6 @@ FACES = {
 def _crop(name: str) -> np.ndarray:
     source, (x1, y1, x2, y2) = FACES[name]
     return np.ascontiguousarray(source()[y1:y2, x1:x2])
-
-
-@pytest.fixture(scope="module")
-def entry(zoo_dir):
-    return zoo.from_catalog(zoo_dir, "emotion")
-
-
-@pytest.fixture(scope="module")
-def task(entry):
-    return TASKS["image-classification"](entry)
-
-
-@pytest.fixture(scope="module")
-def model(entry):
-    return load_graph(entry.path, entry.signature, entry.sha256)
 
 
 @pytest.fixture(scope="module")

@@ -21,34 +21,17 @@ from PIL import Image
 from modelzoo_models import builder
 from modelzoo_models.build import mobilenet
 from modelzoo_server.errors import InvalidInput
-from modelzoo_server.runtime import load_graph, read_graph_def
-from modelzoo_server.tasks import TASKS
+from modelzoo_server.runtime import read_graph_def
 from modelzoo_server.tasks.image_classification import ImageClassification
-from modelzoo_server.zoo import ModelEntry, from_catalog
+from modelzoo_server.zoo import ModelEntry
 from tests import photos
 
 pytestmark = pytest.mark.models
+ZOO_ENTRY = "mobilenet"
 
 ATOL = 1e-5
 PHOTOS = ("grace_hopper", "coffee", "chelsea")
 CATS = ("tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat")
-
-
-@pytest.fixture(scope="module")
-def entry(zoo_dir: Path) -> ModelEntry:
-    return from_catalog(zoo_dir, "mobilenet")
-
-
-@pytest.fixture(scope="module")
-def model(entry: ModelEntry):
-    return load_graph(entry.path, entry.signature, entry.sha256)
-
-
-@pytest.fixture(scope="module")
-def task(entry: ModelEntry) -> ImageClassification:
-    task = TASKS[entry.task](entry)
-    assert isinstance(task, ImageClassification)
-    return task
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import pytest
 
 from modelzoo_models import builder
 from modelzoo_models.catalog import MTCNN
+from modelzoo_server.errors import InvalidInput
 from modelzoo_server.runtime import load_graph
 from tests import photos
 
@@ -134,10 +135,22 @@ def test_faceless_image_gives_empty_outputs(model, package):
 @pytest.mark.parametrize(
     ("min_size", "factor"), [(0.0, 0.709), (0.01, 0.999), (20.0, 0.0), (20.0, -1.0), (20.0, 1.5)]
 )
-def test_absurd_parameters_stay_bounded(model, min_size, factor):
+def test_absurd_parameters_stay_bounded(zoo_dir, record, min_size, factor):
+    """The graph bounds its own work, even without the server's input ranges."""
+    signature = {
+        side: [{k: v for k, v in spec.items() if k != "range"} for spec in specs]
+        for side, specs in record["signature"].items()
+    }
+    unchecked = load_graph(zoo_dir / record["file"], signature)
     flat = np.full((48, 64, 3), 128, np.float32)
     feeds = {**DEFAULTS, "input": flat, "min_size": np.float32(min_size)}
-    assert_empty(model.run({**feeds, "factor": np.float32(factor)}))
+    assert_empty(unchecked.run({**feeds, "factor": np.float32(factor)}))
+
+
+def test_the_server_refuses_absurd_parameters_before_the_graph(model):
+    flat = np.full((48, 64, 3), 128, np.float32)
+    with pytest.raises(InvalidInput, match="within"):
+        model.run({**DEFAULTS, "input": flat, "factor": np.float32(1.5)})
 
 
 def test_signature_and_layout_are_in_the_catalog(record):

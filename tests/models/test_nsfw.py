@@ -25,17 +25,17 @@ import pytest
 from modelzoo_models import builder
 from modelzoo_models.build import nsfw
 from modelzoo_models.npm_sources import node_modules
-from modelzoo_server.runtime import load_graph, read_graph_def
+from modelzoo_server.runtime import read_graph_def
 from modelzoo_server.signature import Signature
-from modelzoo_server.tasks import TASKS
 from modelzoo_server.tasks.image_classification import (
     ImageClassification,
 )
 from modelzoo_server.tasks.resize import resize_bilinear
-from modelzoo_server.zoo import ModelEntry, from_catalog
+from modelzoo_server.zoo import ModelEntry
 from tests import photos
 
 pytestmark = pytest.mark.models
+ZOO_ENTRY = "nsfw"
 
 ATOL = 1e-4
 SCRIPT = Path(__file__).resolve().parents[2] / "models" / "reference" / "run_layers_model.js"
@@ -84,23 +84,6 @@ def run_reference(tensor: np.ndarray, images: dict[str, np.ndarray]) -> dict[str
         for name in images:
             outputs[name] = np.fromfile(exchange / f"{name}.out", "<f4").reshape(5)
         return outputs
-
-
-@pytest.fixture(scope="module")
-def entry(zoo_dir: Path) -> ModelEntry:
-    return from_catalog(zoo_dir, "nsfw")
-
-
-@pytest.fixture(scope="module")
-def model(entry: ModelEntry):
-    return load_graph(entry.path, entry.signature, entry.sha256)
-
-
-@pytest.fixture(scope="module")
-def task(entry: ModelEntry) -> ImageClassification:
-    task = TASKS[entry.task](entry)
-    assert isinstance(task, ImageClassification)
-    return task
 
 
 @pytest.fixture(scope="module")
