@@ -24,7 +24,7 @@ from modelzoo_server.metrics import Metrics
 from modelzoo_server.runtime import GraphModel, LoadLimits, load_graph
 from modelzoo_server.signature import FeedLimits, validate_feeds
 from modelzoo_server.tasks import TASKS, Task
-from modelzoo_server.zoo import ModelEntry
+from modelzoo_server.zoo import EntryError, ModelEntry
 
 log = logging.getLogger("modelzoo.model")
 
@@ -52,6 +52,11 @@ class ServedModel:
         self.entry = entry
         self.name = entry.name
         self.metrics = metrics
+        if entry.task != "tensor" and entry.task not in TASKS:
+            raise EntryError(
+                f"unknown task {entry.task!r}: use one of {', '.join(['tensor', *TASKS])}"
+            )
+        # A "tensor" model has no image pipeline: it is served over V2 only.
         self.task: Task | None = TASKS[entry.task](entry) if entry.task in TASKS else None
         self._executor = executor
         self.max_inflight = max_inflight

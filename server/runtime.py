@@ -8,7 +8,6 @@ callers on the event loop hand it to an executor.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,9 +113,3 @@ def load_graph(
         signature = Signature.from_json(signature)
     graph_def = read_graph_def(Path(path), sha256, limits)
     return GraphModel(graph_def, signature, feed_limits)
-
-
-def timed_load(*args: Any, **kwargs: Any) -> tuple[GraphModel, float]:
-    started = time.perf_counter()
-    model = load_graph(*args, **kwargs)
-    return model, time.perf_counter() - started

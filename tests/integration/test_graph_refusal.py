@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.graphs import affine_graph, hostile_graphs, write_signature
+from tests.graphs import AFFINE_SIGNATURE, affine_graph, hostile_graphs, write_signature
 
 pytestmark = pytest.mark.integration
 
@@ -68,3 +68,11 @@ def test_truncated_protobuf_is_refused(tmp_path: Path) -> None:
     result = _serve(graph, write_signature(tmp_path / "s.json"))
     assert result.returncode == 2
     assert "not a valid GraphDef" in result.stderr
+
+
+def test_unknown_task_in_a_signature_file_is_refused(tmp_path: Path) -> None:
+    graph = affine_graph(tmp_path / "affine.pb")
+    signature = write_signature(tmp_path / "s.json", {**AFFINE_SIGNATURE, "task": "mind-reading"})
+    result = _serve(graph, signature)
+    assert result.returncode == 2
+    assert "unknown task 'mind-reading'" in result.stderr.strip().splitlines()[-1]
