@@ -3,6 +3,8 @@
 Only for models whose every input has a free leading (batch) dimension. The
 queue is bounded by the model's admission limit (`max_inflight`), so it can
 never grow without bound; each request's wait is measured as queue time.
+A batch waits for company only while other admitted requests are still on
+their way (decoding): a lone request runs at once, with no added delay.
 """
 
 from __future__ import annotations
@@ -51,12 +53,16 @@ class Batcher:
         max_batch_size: int,
         max_delay_s: float,
         on_batch: Callable[[int, list[float]], None] = lambda size, waits: None,
+        admitted: Callable[[], int] | None = None,
     ) -> None:
         self._run = run
         self._executor = executor
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
         self._on_batch = on_batch
+        # How many requests the server has admitted (None: always wait the full delay).
+        self._admitted = admitted
+        self._submitted = 0  # submitted and not answered yet
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._carry: _Pending | None = None
         # Two batches at once: one runs while the next is gathered and stacked.
@@ -76,7 +82,14 @@ class Batcher:
         rows = next(iter(feeds.values())).shape[0]
         future = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Pending(feeds, rows, future))
-        return await future
+        self._submitted += 1
+        try:
+            return await future
+        finally:
+            self._submitted -= 1
+
+    def _more_on_the_way(self) -> bool:
+        return self._admitted is None or self._admitted() > self._submitted
 
     async def _next(self) -> _Pending:
         if self._carry is not None:
@@ -93,7 +106,7 @@ class Batcher:
                 item = self._queue.get_nowait()
             except asyncio.QueueEmpty:
                 remaining = deadline - time.perf_counter()
-                if remaining <= 0:
+                if remaining <= 0 or not self._more_on_the_way():
                     break
                 try:
                     item = await asyncio.wait_for(self._queue.get(), remaining)

@@ -74,6 +74,7 @@ class ServedModel:
                 max_batch_size,
                 max_delay_ms / 1000,
                 on_batch=self._observe_batch,
+                admitted=lambda: self._inflight,
             )
 
     # -- life cycle -----------------------------------------------------------------

@@ -105,3 +105,29 @@ async def test_a_lone_request_runs_without_waiting_for_a_full_batch(executor) ->
     finally:
         await batcher.stop()
     assert result["y"].tolist() == [[2.0]]
+
+
+async def test_a_batch_waits_only_while_admitted_requests_are_on_their_way(executor) -> None:
+    admitted = {"n": 1}
+    sizes: list[int] = []
+    batcher = Batcher(
+        lambda f: {"y": f["x"]},
+        executor,
+        max_batch_size=8,
+        max_delay_s=30.0,  # far longer than the guard below: waiting would fail the test
+        on_batch=lambda size, waits: sizes.append(size),
+        admitted=lambda: admitted["n"],
+    )
+    batcher.start()
+    try:
+        # Alone: nobody else is admitted, so it runs without waiting out the delay.
+        await asyncio.wait_for(batcher.submit({"x": np.ones((1, 1), np.float32)}), timeout=10)
+        # Two admitted, the second arrives a little later: the first waits for it.
+        admitted["n"] = 2
+        first = asyncio.ensure_future(batcher.submit({"x": np.ones((1, 1), np.float32)}))
+        await asyncio.sleep(0.05)
+        second = batcher.submit({"x": np.ones((1, 1), np.float32)})
+        await asyncio.wait_for(asyncio.gather(first, second), timeout=10)
+    finally:
+        await batcher.stop()
+    assert sizes == [1, 2]
