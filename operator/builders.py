@@ -29,6 +29,12 @@ GRAPH_MOUNT = "/models"  # the fetched graph (emptyDir) or the PVC
 SIGNATURE_MOUNT = "/etc/modelzoo"
 SIGNATURE_FILE = "signature.json"
 FETCHED_GRAPH = f"{GRAPH_MOUNT}/model.pb"
+# The auth Secret's one key, mounted as a file (a whole-volume mount, not subPath, so the
+# kubelet swaps in a rotated Secret and the server re-reads it without a restart).
+AUTH_MOUNT = "/var/run/modelzoo/auth"
+TOKEN_FILE = f"{AUTH_MOUNT}/tokens"
+# Owner and group read: the files are root:fsGroup (10001), the server runs as 10001.
+AUTH_FILE_MODE = 0o440
 INFLIGHT_METRIC = "modelzoo_inflight_requests"
 # Without resources in the spec, a model asks for this much (TensorFlow + one graph).
 DEFAULT_REQUESTS = {"cpu": "500m", "memory": "1Gi"}
@@ -41,6 +47,9 @@ CHILD_KINDS = (
     ("policy/v1", "PodDisruptionBudget"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"),
 )
+# Only with `networkPolicy.enabled` in the chart: the operator has no rights on these
+# otherwise, so it neither lists nor prunes them.
+NETWORK_POLICY_KIND = ("networking.k8s.io/v1", "NetworkPolicy")
 
 Manifest = dict[str, Any]
 
@@ -78,6 +87,11 @@ def _metadata(zoo: ZooSpec, model: ModelSpec, name: str) -> dict[str, Any]:
         "labels": labels(zoo, model),
         "ownerReferences": [owner_reference(zoo)],
     }
+
+
+def child_kinds(settings: Settings) -> tuple[tuple[str, str], ...]:
+    """The kinds this operator's settings let a zoo own (what the handlers list to prune)."""
+    return (*CHILD_KINDS, NETWORK_POLICY_KIND) if settings.network_policy else CHILD_KINDS
 
 
 def model_url(zoo: ZooSpec, model: ModelSpec, settings: Settings) -> str:
@@ -137,6 +151,9 @@ def server_args(model: ModelSpec, settings: Settings) -> list[str]:
         ]
     if model.max_inflight:
         args += ["--max-inflight", str(model.max_inflight)]
+    if model.auth:
+        # A path and a word: the tokens themselves never appear in the pod spec.
+        args += ["--token-file", TOKEN_FILE, "--auth-scope", model.auth.scope]
     return args
 
 
@@ -177,9 +194,19 @@ def resources(model: ModelSpec, settings: Settings) -> dict[str, Any]:
     return out
 
 
-def _probe(path: str, period: int, timeout: int, failures: int) -> dict[str, Any]:
+def _probe(model: ModelSpec, path: str, period: int, timeout: int, failures: int) -> dict[str, Any]:
+    if model.auth and model.auth.scope == "all":
+        # With --auth-scope all, /v2/health/* want a bearer token too, and a probe could
+        # only send one from the pod spec (httpHeaders), where it must never be. So the
+        # probes are tcpSocket: the server binds its port only after the model is loaded
+        # and warmed up, so an open port still means "ready"; what is lost is the
+        # draining signal (endpoints drop terminating pods anyway) and the detection of
+        # a hung event loop behind an open socket.
+        action: dict[str, Any] = {"tcpSocket": {"port": "http"}}
+    else:
+        action = {"httpGet": {"path": path, "port": "http"}}
     return {
-        "httpGet": {"path": path, "port": "http"},
+        **action,
         "periodSeconds": period,
         "timeoutSeconds": timeout,
         "failureThreshold": failures,
@@ -240,6 +267,19 @@ def deployment(zoo: ZooSpec, model: ModelSpec, settings: Settings) -> Manifest:
             {"name": "signature", "configMap": {"name": signature_configmap_name(zoo, model)}}
         )
         mounts.append({"name": "signature", "mountPath": SIGNATURE_MOUNT, "readOnly": True})
+    if model.auth:
+        volumes.append(
+            {
+                "name": "auth",
+                "secret": {
+                    "secretName": model.auth.secret_name,
+                    # Only the one key, under a fixed name.
+                    "items": [{"key": model.auth.key, "path": TOKEN_FILE.rsplit("/", 1)[1]}],
+                    "defaultMode": AUTH_FILE_MODE,
+                },
+            }
+        )
+        mounts.append({"name": "auth", "mountPath": AUTH_MOUNT, "readOnly": True})
 
     container: dict[str, Any] = {
         "name": "server",
@@ -252,10 +292,10 @@ def deployment(zoo: ZooSpec, model: ModelSpec, settings: Settings) -> Manifest:
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
         "resources": resources(model, settings),
         "startupProbe": _probe(
-            "/v2/health/live", 5, 2, max(1, math.ceil(settings.startup_seconds / 5))
+            model, "/v2/health/live", 5, 2, max(1, math.ceil(settings.startup_seconds / 5))
         ),
-        "readinessProbe": _probe("/v2/health/ready", 5, 2, 3),
-        "livenessProbe": _probe("/v2/health/live", 10, 3, 3),
+        "readinessProbe": _probe(model, "/v2/health/ready", 5, 2, 3),
+        "livenessProbe": _probe(model, "/v2/health/live", 10, 3, 3),
         "securityContext": _container_security(),
         "volumeMounts": mounts,
     }
@@ -401,10 +441,40 @@ def horizontal_pod_autoscaler(zoo: ZooSpec, model: ModelSpec) -> Manifest | None
     }
 
 
+def network_policy(zoo: ZooSpec, model: ModelSpec, settings: Settings) -> Manifest | None:
+    """Admit only inference and scraping: ingress to the server port, from the peers in the
+    settings (the chart's networkPolicy values); every other port of the pods is closed.
+    Egress stays open unless rules are configured."""
+    if not settings.network_policy:
+        return None
+    port = [{"protocol": "TCP", "port": PORT}]
+    ingress = [
+        {"from": [dict(p) for p in peers], "ports": port}
+        for peers in (settings.network_policy_inference_from, settings.network_policy_scrape_from)
+        if peers
+    ] or [{"ports": port}]  # no peers listed at all: any source, but only this port
+    spec: dict[str, Any] = {
+        "podSelector": {"matchLabels": selector_labels(zoo, model)},
+        "policyTypes": ["Ingress"],
+        "ingress": ingress,
+    }
+    if settings.network_policy_egress is not None:
+        spec["policyTypes"].append("Egress")
+        spec["egress"] = [dict(rule) for rule in settings.network_policy_egress]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _metadata(zoo, model, child_name(zoo.name, model.name)),
+        "spec": spec,
+    }
+
+
 def model_children(zoo: ZooSpec, model: ModelSpec, settings: Settings) -> list[Manifest]:
-    """A model's objects, in apply order (the ConfigMap before the pods that mount it)."""
+    """A model's objects, in apply order (the ConfigMap before the pods that mount it, the
+    NetworkPolicy before the pods it guards)."""
     built = [
         signature_configmap(zoo, model),
+        network_policy(zoo, model, settings),
         deployment(zoo, model, settings),
         service(zoo, model),
         pod_disruption_budget(zoo, model),

@@ -110,9 +110,16 @@ class Reconciler:
         previous = body.get("status") or {}
         status = zoo_status(zoo, deployments, failures, self.settings, previous, now())
         if not same_status(previous, status):
-            await asyncio.to_thread(
-                self.kube.patch_status, API_VERSION, KIND, namespace, name, status
-            )
+            try:
+                await asyncio.to_thread(
+                    self.kube.patch_status, API_VERSION, KIND, namespace, name, status
+                )
+            except ApiError as exc:
+                if exc.status == 404:
+                    # Deleted during this pass: what was applied meanwhile carries an
+                    # ownerReference to it, so the garbage collector removes it too.
+                    return True
+                raise
             await asyncio.to_thread(self._events, body, previous, status)
         return False
 
@@ -131,6 +138,8 @@ class Reconciler:
                             f"PersistentVolumeClaim {claim!r} not found in namespace "
                             f"{zoo.namespace!r}"
                         )
+                if model.auth and self.settings.check_secrets:
+                    self._check_secret(zoo.namespace, model.auth.secret_name)
                 for manifest in builders.model_children(zoo, model, self.settings):
                     desired.add((manifest["kind"], manifest["metadata"]["name"]))
                     try:
@@ -148,11 +157,31 @@ class Reconciler:
         self._prune(zoo, desired, keep_models=set(failures))
         return failures
 
+    def _check_secret(self, namespace: str, name: str) -> None:
+        """The auth Secret must exist before pods mount it (they would hang in
+        ContainerCreating). Metadata only: the tokens never reach the operator, and no
+        list/watch on Secrets is needed; a Secret created later is found by the drift sweep.
+        Whether it holds the `key` cannot be seen without reading it: a missing key shows
+        as the pods' FailedMount event."""
+        try:
+            found = self.kube.exists("v1", "Secret", namespace, name)
+        except ApiError as exc:
+            if exc.status != 403:
+                raise
+            raise SpecError(
+                f"the operator may not check Secret {name!r} (auth.secretName): grant it `get` "
+                "on secrets (the chart's models.checkAuthSecrets) or turn the check off"
+            ) from exc
+        if not found:
+            raise SpecError(
+                f"Secret {name!r} (auth.secretName) not found in namespace {namespace!r}"
+            )
+
     def _prune(self, zoo: ZooSpec, desired: set[tuple[str, str]], keep_models: set[str]) -> None:
         """Delete children of this zoo that no model needs: removed models, a PDB or HPA
         no longer asked for. A model that cannot work now keeps what it had."""
         selector = f"{builders.LABEL_ZOO}={zoo.name}"
-        for api_version, kind in builders.CHILD_KINDS:
+        for api_version, kind in builders.child_kinds(self.settings):
             for item in self.kube.list(api_version, kind, zoo.namespace, selector):
                 meta = item["metadata"]
                 owned = any(r.get("uid") == zoo.uid for r in meta.get("ownerReferences") or ())
@@ -362,12 +391,15 @@ def register(
     ) -> None:
         await memo.reconciler.request(namespace, labels[builders.LABEL_ZOO], full=True)
 
-    for group_version, plural in (
+    deletable = [
         ("v1", "services"),
         ("v1", "configmaps"),
         ("policy/v1", "poddisruptionbudgets"),
         ("autoscaling/v2", "horizontalpodautoscalers"),
-    ):
+    ]
+    if config.network_policy:  # without it, the operator has no rights on NetworkPolicies
+        deletable.append(("networking.k8s.io/v1", "networkpolicies"))
+    for group_version, plural in deletable:
         kopf.on.event(
             group_version,
             plural,

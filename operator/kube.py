@@ -17,6 +17,9 @@ from kubernetes import client as k8s_client
 from kubernetes import config as k8s_config
 
 FIELD_MANAGER = "modelzoo-operator"
+# Asks the API server for an object's metadata only (PartialObjectMetadata): a Secret's
+# existence without its data, which then never reaches the operator's memory or logs.
+METADATA_ONLY = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 # kind -> (plural, namespaced)
 PLURALS: dict[str, tuple[str, bool]] = {
@@ -25,6 +28,8 @@ PLURALS: dict[str, tuple[str, bool]] = {
     "ConfigMap": ("configmaps", True),
     "PodDisruptionBudget": ("poddisruptionbudgets", True),
     "HorizontalPodAutoscaler": ("horizontalpodautoscalers", True),
+    "NetworkPolicy": ("networkpolicies", True),
+    "Secret": ("secrets", True),
     "PersistentVolumeClaim": ("persistentvolumeclaims", True),
     "Event": ("events", True),
     "ModelZoo": ("modelzoos", True),
@@ -74,8 +79,9 @@ class Kube:
         query: list[tuple[str, str]] | None = None,
         body: Any = None,
         content_type: str = "application/json",
+        accept: str = "application/json",
     ) -> Any:
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type
         serialized = self.api.param_serialize(
@@ -116,6 +122,16 @@ class Kube:
         except ApiError as exc:
             if exc.status == 404:
                 return None
+            raise
+
+    def exists(self, api_version: str, kind: str, namespace: str, name: str) -> bool:
+        """Whether the object is there, from a metadata-only GET (RBAC: `get`, nothing more)."""
+        try:
+            self._request("GET", path(api_version, kind, namespace, name), accept=METADATA_ONLY)
+            return True
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
             raise
 
     def list(

@@ -63,6 +63,16 @@ class Settings:
     request_timeout: int = 30
     health_port: int = 8080
     log_level: str = "info"
+    # A model with `auth` has its Secret checked (metadata only) before its pods are made;
+    # off, the operator needs no access to Secrets and a missing one shows as FailedMount.
+    check_secrets: bool = True
+    # One NetworkPolicy per model: ingress on the server port only, from these peers
+    # (NetworkPolicyPeer objects). Empty peers on both lists admit any source to that port.
+    network_policy: bool = False
+    network_policy_inference_from: tuple[Mapping[str, Any], ...] = ({"podSelector": {}},)
+    network_policy_scrape_from: tuple[Mapping[str, Any], ...] = ()
+    # NetworkPolicyEgressRule objects; None leaves egress unrestricted.
+    network_policy_egress: tuple[Mapping[str, Any], ...] | None = None
 
     @property
     def clusterwide(self) -> bool:
@@ -102,6 +112,34 @@ def _json(env: Mapping[str, str], name: str, default: Any, kind: type) -> Any:
     return value
 
 
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(PREFIX + name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw not in ("true", "false"):
+        raise SettingsError(f"{PREFIX}{name}={raw!r}: true or false")
+    return raw == "true"
+
+
+def _objects(
+    env: Mapping[str, str], name: str, default: Any, allowed: frozenset[str]
+) -> tuple[dict[str, Any], ...]:
+    """A JSON list of objects whose keys are all in `allowed` (a typo must not widen a
+    policy by being ignored)."""
+    items = _json(env, name, default, list)
+    for item in items:
+        if not isinstance(item, dict) or not set(item) <= allowed:
+            raise SettingsError(
+                f"{PREFIX}{name} must be a JSON list of objects with keys among "
+                f"{', '.join(sorted(allowed))}"
+            )
+    return tuple(items)
+
+
+_PEER_KEYS = frozenset({"podSelector", "namespaceSelector", "ipBlock"})
+_EGRESS_KEYS = frozenset({"to", "ports"})
+
+
 def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in env.get(PREFIX + name, "").split(",") if x.strip())
 
@@ -136,6 +174,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
             f"{PREFIX}WATCH_CLIENT_TIMEOUT must exceed {PREFIX}WATCH_SERVER_TIMEOUT, so the "
             "server closes a quiet watch before the client gives up on it"
         )
+    egress = _objects(env, "NETWORK_POLICY_EGRESS", [], _EGRESS_KEYS)
     # Peers with equal priorities pause each other (kopf), so each replica draws its own.
     priority = _int(env, "PEERING_PRIORITY", random.randint(1, 2**30), minimum=0)
     return Settings(
@@ -162,4 +201,12 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         request_timeout=_int(env, "REQUEST_TIMEOUT", 30, minimum=1),
         health_port=_int(env, "HEALTH_PORT", 8080),
         log_level=level,
+        check_secrets=_bool(env, "CHECK_SECRETS", True),
+        network_policy=_bool(env, "NETWORK_POLICY", False),
+        network_policy_inference_from=_objects(
+            env, "NETWORK_POLICY_INFERENCE_FROM", [{"podSelector": {}}], _PEER_KEYS
+        ),
+        network_policy_scrape_from=_objects(env, "NETWORK_POLICY_SCRAPE_FROM", [], _PEER_KEYS),
+        # An empty list means "not configured": egress stays open.
+        network_policy_egress=egress or None,
     )

@@ -24,6 +24,9 @@ PLURAL = "modelzoos"
 TASKS = ("face-detection", "object-detection", "image-classification", "tensor")
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+AUTH_SCOPES = ("inference", "all")
 # The longest suffix added to `<zoo>-<model>` for a child's name ("-signature").
 _SUFFIX = len("-signature")
 
@@ -46,6 +49,16 @@ class Source:
 class Batching:
     max_batch_size: int
     max_delay_ms: float
+
+
+@dataclass(frozen=True)
+class Auth:
+    """Bearer tokens for the model's endpoints: the key of a Secret in the zoo's namespace
+    (one token per line). Only the names travel; the operator never reads the tokens."""
+
+    secret_name: str
+    key: str = "tokens"
+    scope: str = "inference"
 
 
 @dataclass(frozen=True)
@@ -74,6 +87,7 @@ class ModelSpec:
     batching: Batching | None = None
     autoscaling: Autoscaling | None = None
     max_inflight: int | None = None
+    auth: Auth | None = None
 
     @property
     def min_replicas(self) -> int:
@@ -151,7 +165,29 @@ def _source(model: Mapping[str, Any]) -> Source:
     return Source("pvc", claim_name=claim, path=path, sha256=sha256)
 
 
-def _model(zoo_name: str, model: Mapping[str, Any], catalog: Catalog) -> ModelSpec:
+def _auth(raw: Mapping[str, Any] | None) -> Auth | None:
+    if not raw:
+        return None
+    auth = Auth(
+        secret_name=str(raw.get("secretName") or ""),
+        key=str(raw.get("key") or "tokens"),
+        scope=str(raw.get("scope") or "inference"),
+    )
+    if len(auth.secret_name) > 253 or not DNS1123_SUBDOMAIN.match(auth.secret_name):
+        raise SpecError(f"auth.secretName {auth.secret_name!r} is not a Secret name")
+    if len(auth.key) > 253 or not SECRET_KEY.match(auth.key):
+        raise SpecError(f"auth.key {auth.key!r} is not a Secret key")
+    if auth.scope not in AUTH_SCOPES:
+        raise SpecError(f"auth.scope must be one of {', '.join(AUTH_SCOPES)}")
+    return auth
+
+
+def _model(
+    zoo_name: str,
+    model: Mapping[str, Any],
+    catalog: Catalog,
+    zoo_auth: Mapping[str, Any] | None = None,
+) -> ModelSpec:
     name = str(model.get("name") or "")
     if not DNS1123_LABEL.match(name):
         raise SpecError(f"model name {name!r} is not a DNS-1123 label")
@@ -210,6 +246,8 @@ def _model(zoo_name: str, model: Mapping[str, Any], catalog: Catalog) -> ModelSp
         else None,
         autoscaling=scaling,
         max_inflight=int(model["maxInflight"]) if model.get("maxInflight") else None,
+        # A model's own `auth` replaces the zoo's.
+        auth=_auth(model.get("auth") or zoo_auth),
     )
 
 
@@ -234,7 +272,7 @@ def parse_zoo(body: Mapping[str, Any], catalog: Catalog) -> ZooSpec:
             if model_name in seen:
                 raise SpecError(f"model name {model_name!r} appears twice")
             seen.add(model_name)
-            models.append(_model(name, raw, catalog))
+            models.append(_model(name, raw, catalog, spec.get("auth")))
         except (SpecError, KeyError, TypeError, ValueError, AttributeError) as exc:
             problems[model_name] = str(exc) if isinstance(exc, SpecError) else f"bad spec: {exc!r}"
     return ZooSpec(

@@ -173,15 +173,22 @@ class Cluster:
     """One kwok cluster in `workdir`, driven by kwokctl with local binaries."""
 
     def __init__(
-        self, workdir: Path | str, bin: Path | str | None = None, name: str = CLUSTER_NAME
+        self,
+        workdir: Path | str,
+        bin: Path | str | None = None,
+        name: str = CLUSTER_NAME,
+        audit_policy: Path | str | None = None,
     ):
         self.workdir = Path(workdir).resolve()
         self.bin = Path(bin) if bin else bin_dir()
         self.name = name
+        # Optional: an audit.k8s.io Policy file; the API server then writes `audit_log`.
+        self.audit_policy = Path(audit_policy).resolve() if audit_policy else None
         self.versions = read_versions()
         self.kubeconfig = self.workdir / "kubeconfig.yaml"
         self.kwok_workdir = self.workdir / "kwok"
         self.cluster_dir = self.kwok_workdir / "clusters" / name
+        self.audit_log = self.cluster_dir / "logs" / "audit.log"  # with audit_policy only
 
     # ------------------------------------------------------------ helpers
     def _env(self) -> dict[str, str]:
@@ -270,6 +277,8 @@ class Cluster:
             "dashboardBinaryPrefix": nowhere,
             "cacheDir": str(self.workdir / "kwok-cache"),
         }
+        if self.audit_policy:
+            options["kubeAuditPolicy"] = str(self.audit_policy)
         doc = {
             "apiVersion": "config.kwok.x-k8s.io/v1alpha1",
             "kind": "KwokctlConfiguration",
@@ -453,12 +462,17 @@ class Cluster:
 
 
 @contextmanager
-def session(workdir: Path | str | None = None, bin: Path | str | None = None) -> Iterator[Cluster]:
+def session(
+    workdir: Path | str | None = None,
+    bin: Path | str | None = None,
+    audit_policy: Path | str | None = None,
+) -> Iterator[Cluster]:
     """Build the binaries if missing, bring a cluster up in a fresh temp dir,
-    yield it, and always tear it down (also when the body raises)."""
+    yield it, and always tear it down (also when the body raises). With
+    `audit_policy`, the API server writes its audit log to `cluster.audit_log`."""
     bin = Path(bin) if bin else ensure_binaries()
     workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="modelzoo-cluster-"))
-    cluster = Cluster(workdir, bin)
+    cluster = Cluster(workdir, bin, audit_policy=audit_policy)
     try:
         cluster.up()
         yield cluster

@@ -14,29 +14,15 @@ Nothing here skips: a missing binary is built, a failure fails.
 
 from __future__ import annotations
 
-import importlib.util
 import signal
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
+from tests.cluster import harness
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load_harness():
-    name = "modelzoo_cluster_harness"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "cluster" / "harness.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-harness = _load_harness()
 
 
 @pytest.fixture(scope="session")

@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-harness = sys.modules["modelzoo_cluster_harness"]  # tests/cluster/harness.py, loaded by conftest.py
+from tests.cluster import harness
+
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -7,7 +7,6 @@ assertion reads the cluster; waits are `kubectl wait` or polling reads with time
 from __future__ import annotations
 
 import json
-import sys
 
 import pytest
 import yaml
@@ -15,6 +14,7 @@ import yaml
 from modelzoo_operator import builders
 from modelzoo_operator.settings import Settings
 from modelzoo_operator.spec import parse_zoo
+from tests.cluster import harness
 from tests.e2e.operator_fixtures import *  # noqa: F403  (fixtures and helpers)
 from tests.e2e.operator_fixtures import (
     DRIFT_INTERVAL,
@@ -29,7 +29,7 @@ from tests.e2e.operator_fixtures import (
 from tests.unit.test_operator_openapi import CATALOG, SAMPLES, SHA, SIGNATURE, zoo_body
 
 pytestmark = pytest.mark.e2e
-harness = sys.modules["modelzoo_cluster_harness"]
+
 GPU_NODES = {n for n, (cap, _, _) in harness.NODES.items() if harness.GPU_RESOURCE in cap}
 CPU_NODES = set(harness.NODES) - GPU_NODES
 
@@ -443,7 +443,10 @@ def test_the_operator_acts_with_the_charts_service_account_only(cluster, chart, 
     assert can("get", "persistentvolumeclaims", "-n", "anywhere")
     assert can("patch", f"clusterkopfpeerings.kopf.dev/{chart.peering}")
     assert not can("list", "persistentvolumeclaims", "-n", "anywhere")
-    assert not can("get", "secrets", "-n", "anywhere")
+    # A metadata-only get, to see that an auth Secret exists; never list or watch.
+    assert can("get", "secrets", "-n", "anywhere")
+    assert not can("list", "secrets", "-n", "anywhere")
+    assert not can("watch", "secrets", "-n", "anywhere")
     assert not can("create", "pods", "-n", "anywhere")
     assert not can("delete", "modelzoos.modelzoo.dev", "-n", "anywhere")
     assert not can("update", "deployments.apps", "-n", "anywhere")
