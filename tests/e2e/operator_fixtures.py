@@ -22,7 +22,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,6 +34,8 @@ from typing import Any, TypeVar
 
 import pytest
 import yaml
+
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "modelzoo"
@@ -174,12 +175,6 @@ def write_sa_kubeconfig(cluster, chart: Chart, path: Path, server: str = "") -> 
     return str(claims["jti"])
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class LocalOperator:
     """`python -m modelzoo_operator` as the chart's ServiceAccount, with the chart's peering."""
@@ -204,7 +199,7 @@ class LocalOperator:
     def start(self, priority: int) -> None:
         assert self.process is None or self.process.poll() is not None, "already running"
         self.starts += 1
-        self.port = _free_port()
+        self.port = free_port()
         self.env = {
             # Only what the operator needs; no admin credentials leak in from the tests.
             "PATH": os.environ.get("PATH", ""),
