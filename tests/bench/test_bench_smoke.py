@@ -1,0 +1,83 @@
+"""`make bench`'s smoke test: the quick run runs and writes a well-formed report.
+
+It asserts the shape of what was written (headers, one row per measured cell,
+ratios that parse as numbers), never a timing: the targets are reported, not tested.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.bench.report import COLUMNS, MEASUREMENTS_HEADING, RATIO_COLUMNS
+
+pytestmark = pytest.mark.bench
+REPO = Path(__file__).resolve().parents[2]
+
+
+def table_after(markdown: str, heading: str) -> tuple[list[str], list[list[str]]]:
+    """The first Markdown table under `heading`: its header and its rows."""
+    lines = markdown.splitlines()
+    start = lines.index(heading)
+    table = []
+    for line in lines[start + 1 :]:
+        if line.startswith("## "):
+            break
+        if line.startswith("|"):
+            table.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+    assert len(table) >= 2, f"no table under {heading!r}"
+    header, rule, *rows = table
+    assert all(set(c) <= {"-", ":"} for c in rule), f"not a Markdown table rule: {rule}"
+    return header, rows
+
+
+@pytest.mark.timeout(1200)
+def test_quick_bench_writes_a_well_formed_report(tmp_path: Path) -> None:
+    out, png, cells_json = tmp_path / "benchmarks.md", tmp_path / "plot.png", tmp_path / "b.json"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.bench",
+            "--quick",
+            "--out",
+            str(out),
+            "--png",
+            str(png),
+            "--json",
+            str(cells_json),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1100,
+    )
+    assert run.returncode == 0, run.stderr[-5000:]
+    assert "[bench" in run.stderr  # progress lines
+
+    markdown = out.read_text()
+    cells = json.loads(cells_json.read_text())["cells"]
+    assert cells, "the quick run measured nothing"
+    header, rows = table_after(markdown, MEASUREMENTS_HEADING)
+    assert tuple(header) == COLUMNS
+    assert len(rows) == len(cells), "one row per measured cell"
+    assert all(len(row) == len(COLUMNS) for row in rows)
+    for row in rows:
+        for column in RATIO_COLUMNS:
+            float(row[COLUMNS.index(column)])  # a number (nan where a cell had no answer)
+    ratios = [float(row[COLUMNS.index("images/s ÷ baseline")]) for row in rows]
+    assert any(math.isfinite(r) and r > 0 for r in ratios)
+
+    for heading in ("## Machine", "## Targets", "## Resident memory", "## Operator"):
+        assert heading in markdown
+    _, targets = table_after(markdown, "## Targets")
+    assert targets and all(row[-1] in ("met", "**missed**", "not measured") for row in targets)
+    _, operator = table_after(markdown, "## Operator")
+    assert len(operator) == 3 and all(row[-1] in ("met", "**missed**") for row in operator)
+    assert "## Not measured in this run" in markdown  # quick mode says what it skipped
+    assert png.read_bytes().startswith(b"\x89PNG")
