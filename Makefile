@@ -57,7 +57,7 @@ test-browser: venv models chromium ## the upload page in headless Chromium
 test-e2e: venv models cluster-bins ## the operator and chart on a real control plane
 	$(call pytest,-m e2e)
 
-bench: venv models ## benchmarks side by side → docs/benchmarks.md (QUICK=1: a few minutes)
+bench: venv models cluster-bins ## benchmarks side by side → docs/benchmarks.md (QUICK=1: a few minutes)
 	$(PY) -m tests.bench $(if $(QUICK),--quick)
 
 # The reliability tests with larger budgets (fuzz examples, overload seconds); see README.
