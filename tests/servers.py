@@ -31,14 +31,21 @@ class RunningServer:
         return self.log.read_text(errors="replace")
 
 
-def wait_ready(url: str, process: subprocess.Popen, log: Path, timeout: float = 180.0) -> None:
+def wait_ready(
+    url: str,
+    process: subprocess.Popen,
+    log: Path,
+    timeout: float = 180.0,
+    path: str = "/v2/health/ready",
+) -> None:
+    """Poll `url + path` until it answers 200; fail at once if the process exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited with {process.returncode}:\n{log.read_text()}")
         with (
             contextlib.suppress(OSError),
-            urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as response,
+            urllib.request.urlopen(f"{url}{path}", timeout=2) as response,
         ):
             if response.status == 200:
                 return
@@ -73,10 +80,18 @@ def run_server(
         wait_ready(url, process, log)
         yield RunningServer(process, url, log)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process, grace=30)
+
+
+def stop(process: subprocess.Popen, grace: float) -> bool:
+    """SIGTERM, then SIGKILL after `grace` seconds; True when it stopped by itself."""
+    if process.poll() is not None:
+        return True
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return False
+    return True

@@ -14,15 +14,13 @@ import os
 import signal
 import subprocess
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 from modelzoo_server.imaging import decode_image, to_array
 from modelzoo_server.zoo import ModelEntry
 from tests.bench.loadgen import Load, drive_threads
-from tests.servers import free_port
+from tests.servers import free_port, wait_ready
 
 KSERVE_MODEL_FILE = Path(__file__).with_name("kserve_model.py")
 
@@ -45,23 +43,6 @@ def mtcnn_package(
         detector.detect_faces(image)
 
     return drive_threads(work, concurrency, total, cap_s, warmup=len(jpegs) if warm else 0)
-
-
-def _wait_ready(url: str, name: str, process: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(
-                f"KServe exited with {process.returncode}:\n{log.read_text()[-3000:]}"
-            )
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(f"{url}/v2/models/{name}/ready", timeout=2) as response,
-        ):
-            if response.status == 200:
-                return
-        time.sleep(0.3)
-    raise TimeoutError(f"KServe not ready after {timeout}s:\n{log.read_text()[-3000:]}")
 
 
 def _kserve_env() -> dict[str, str]:
@@ -113,7 +94,7 @@ def kserve_server(python: Path, entry: ModelEntry, log: Path) -> Iterator[tuple[
             )
         url = f"http://127.0.0.1:{port}"
         try:
-            _wait_ready(url, entry.name, process, log, timeout=240)
+            wait_ready(url, process, log, timeout=240, path=f"/v2/models/{entry.name}/ready")
             yield url, process.pid
         finally:
             if process.poll() is None:

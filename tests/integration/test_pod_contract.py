@@ -14,7 +14,6 @@ import http.server
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -29,7 +28,7 @@ from modelzoo_operator import builders
 from modelzoo_operator.settings import Settings
 from modelzoo_operator.spec import Catalog, parse_zoo
 from tests import photos
-from tests.servers import free_port, wait_ready
+from tests.servers import free_port, stop, wait_ready
 
 pytestmark = pytest.mark.integration
 SETTINGS = Settings(drain_seconds=5)
@@ -92,15 +91,9 @@ def running(container: dict, mapping: dict[str, str], tmp: Path) -> Iterator[str
         wait_ready(url, process, log, timeout=300)
         yield url
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                # the pod's grace period bounds the drain
-                process.wait(timeout=SETTINGS.termination_grace_seconds)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-                pytest.fail(f"the server did not stop within the grace period:\n{log.read_text()}")
+        # the pod's grace period bounds the drain
+        if not stop(process, grace=SETTINGS.termination_grace_seconds):
+            pytest.fail(f"the server did not stop within the grace period:\n{log.read_text()}")
 
 
 def post_photo(url: str) -> dict:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import socket
 import stat
 import subprocess
@@ -33,7 +32,7 @@ from tests.integration.test_pod_contract import (
     executable,
     local_args,
 )
-from tests.servers import free_port
+from tests.servers import free_port, stop
 
 pytestmark = pytest.mark.integration
 TOKEN = "e2e-pod-token-1"
@@ -114,13 +113,7 @@ def running(container: dict, mapping: dict[str, str], tmp: Path) -> Iterator[tup
         assert probe_passes(container["livenessProbe"], port), log.read_text()
         yield f"http://127.0.0.1:{port}", port
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=SETTINGS.termination_grace_seconds)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop(process, grace=SETTINGS.termination_grace_seconds)
         assert TOKEN not in log.read_text() and ROTATED not in log.read_text()
 
 
