@@ -52,7 +52,7 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Imag
             raise InvalidInput("animated images are not supported: send a single frame")
         try:
             image.load()
-            image = ImageOps.exif_transpose(image)
+            ImageOps.exif_transpose(image, in_place=True)  # no copy of upright photos
             return _to_rgb(image)
         except (*_DECODE_ERRORS, Image.DecompressionBombWarning) as exc:
             raise InvalidInput(f"cannot decode {image.format} image: {exc}") from exc
