@@ -76,8 +76,10 @@ def container_env(container: dict) -> dict[str, str]:
     return {**os.environ, **env}
 
 
-@contextmanager
-def running(container: dict, mapping: dict[str, str], tmp: Path) -> Iterator[str]:
+def launch(
+    container: dict, mapping: dict[str, str], tmp: Path
+) -> tuple[subprocess.Popen, int, Path]:
+    """Start exactly the container's command, args and env locally: (process, port, log)."""
     port = free_port()
     argv = executable(container["command"]) + local_args(container["args"], mapping, port)
     env = container_env(container)
@@ -86,6 +88,12 @@ def running(container: dict, mapping: dict[str, str], tmp: Path) -> Iterator[str
     log = tmp / "server.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=env)
+    return process, port, log
+
+
+@contextmanager
+def running(container: dict, mapping: dict[str, str], tmp: Path) -> Iterator[str]:
+    process, port, log = launch(container, mapping, tmp)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, process, log, timeout=300)

@@ -12,7 +12,6 @@ import json
 import os
 import socket
 import stat
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -28,11 +27,9 @@ from tests import photos
 from tests.integration.test_pod_contract import (
     SETTINGS,
     build,
-    container_env,
-    executable,
-    local_args,
+    launch,
 )
-from tests.servers import free_port, stop
+from tests.servers import stop
 
 pytestmark = pytest.mark.integration
 TOKEN = "e2e-pod-token-1"
@@ -93,14 +90,7 @@ def probe_passes(probe: dict, port: int) -> bool:
 
 @contextmanager
 def running(container: dict, mapping: dict[str, str], tmp: Path) -> Iterator[tuple[str, int]]:
-    port = free_port()
-    argv = executable(container["command"]) + local_args(container["args"], mapping, port)
-    env = container_env(container)
-    if env.get("HOME") == "/tmp":
-        env["HOME"] = str(tmp)
-    log = tmp / "server.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=env)
+    process, port, log = launch(container, mapping, tmp)
     try:
         # The startup probe's budget, then the readiness probe, as the kubelet runs them.
         startup, readiness = container["startupProbe"], container["readinessProbe"]
