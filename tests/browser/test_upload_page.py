@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 
 import numpy as np
@@ -55,3 +56,30 @@ def test_a_bad_upload_shows_the_server_reason(browser, mtcnn_server, tmp_path: P
     page.click("#submit")
     page.wait_for_selector("#status.error", timeout=60_000)
     assert "not a supported image" in page.inner_text("#status")
+
+
+def test_a_photo_dropped_on_the_page_runs_at_once(browser, mtcnn_server) -> None:
+    page = browser.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(mtcnn_server.url + "/")
+    # What the browser hands the page when a file is dragged in from the desktop.
+    dropped = page.evaluate_handle(
+        """([name, b64]) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const transfer = new DataTransfer();
+            transfer.items.add(new File([bytes], name, { type: "image/jpeg" }));
+            return transfer;
+        }""",
+        ["grace_hopper.jpg", base64.b64encode(photos.grace_hopper_jpeg()).decode()],
+    )
+    page.dispatch_event("body", "dragover", {"dataTransfer": dropped})
+    assert "dropping" in (page.get_attribute("#upload", "class") or "")
+    page.dispatch_event("body", "drop", {"dataTransfer": dropped})
+    page.wait_for_selector("canvas#result:not([hidden])", timeout=60_000)
+    assert page.inner_text("#status").startswith("1 face in a 512×600 image")
+    assert "dropping" not in (page.get_attribute("#upload", "class") or "")
+    assert page.eval_on_selector("#image_file", "input => input.files[0].name") == (
+        "grace_hopper.jpg"
+    )
+    assert not errors
