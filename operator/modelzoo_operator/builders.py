@@ -218,7 +218,7 @@ def _tolerations(model: ModelSpec, settings: Settings) -> list[dict[str, Any]]:
     return own + [dict(t) for t in model.tolerations if dict(t) not in own]
 
 
-def config_hash(zoo: ZooSpec, model: ModelSpec) -> str:
+def config_hash(model: ModelSpec) -> str:
     """Changes when the mounted signature does, so the pods roll to pick it up."""
     doc = signature_document(model)
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
@@ -337,7 +337,7 @@ def deployment(zoo: ZooSpec, model: ModelSpec, settings: Settings) -> Manifest:
         "prometheus.io/path": "/metrics",
     }
     if source.kind != "zoo":
-        annotations[CONFIG_HASH] = config_hash(zoo, model)
+        annotations[CONFIG_HASH] = config_hash(model)
     strategy = (
         # A GPU is scarce: replace pods in place rather than asking for one more GPU.
         {"maxSurge": 0, "maxUnavailable": 1}

@@ -28,6 +28,10 @@ class FetchError(Exception):
     """The graph could not be fetched or is not the one the spec names."""
 
 
+class ChecksumError(FetchError):
+    """The spec's sha256 is malformed, or the bytes do not match it: retrying cannot help."""
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -42,7 +46,7 @@ def fetch(
     """Download `url` to `out`, checking `sha256`; False when `out` was already right."""
     sha256 = sha256.lower()
     if not re.fullmatch(r"[0-9a-f]{64}", sha256):
-        raise FetchError("--sha256 must be 64 hex digits")
+        raise ChecksumError("--sha256 must be 64 hex digits")
     if not url.startswith(("http://", "https://")):
         raise FetchError(f"only http(s) URLs are fetched, not {url!r}")
     if out.exists() and sha256_of(out) == sha256:
@@ -66,7 +70,7 @@ def fetch(
                 sink.write(chunk)
         got = digest.hexdigest()
         if got != sha256:
-            raise FetchError(
+            raise ChecksumError(
                 f"sha256 mismatch for {url}: expected {sha256}, got {got} ({size} bytes); "
                 "refusing to use it"
             )
@@ -90,9 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             fetched = fetch(args.url, args.sha256, args.out, timeout=args.timeout)
         except FetchError as exc:
-            mismatch = "mismatch" in str(exc) or "sha256 must" in str(exc)
             print(f"fetch: {exc}", file=sys.stderr, flush=True)
-            if mismatch or attempt >= args.retries:
+            if isinstance(exc, ChecksumError) or attempt >= args.retries:
                 return 1
             time.sleep(min(30, 2**attempt))
             continue

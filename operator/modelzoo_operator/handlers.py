@@ -29,7 +29,7 @@ from typing import Any
 import kopf
 
 from modelzoo_operator import builders
-from modelzoo_operator.kube import ApiError, Kube
+from modelzoo_operator.kube import PLURALS, ApiError, Kube
 from modelzoo_operator.settings import Settings
 from modelzoo_operator.spec import (
     API_VERSION,
@@ -44,12 +44,23 @@ from modelzoo_operator.spec import (
     load_catalog,
     parse_zoo,
 )
-from modelzoo_operator.status import degraded_message, same_status, zoo_status
+from modelzoo_operator.status import (
+    READY,
+    degraded_message,
+    same_status,
+    true_condition,
+    zoo_status,
+)
 
 log = logging.getLogger("modelzoo.operator")
 CHILDREN = {builders.LABEL_MANAGED_BY: builders.MANAGER, builders.LABEL_ZOO: kopf.PRESENT}
 # Refusals that retrying cannot fix: they end in the Degraded condition, not in a retry loop.
 PERMANENT_API_ERRORS = (400, 403, 404, 409, 422)
+
+
+def _owned_by(meta: Mapping[str, Any], uid: str) -> bool:
+    """A child of this zoo object (not of an earlier zoo of the same name)."""
+    return any(r.get("uid") == uid for r in meta.get("ownerReferences") or ())
 
 
 def now() -> str:
@@ -184,9 +195,12 @@ class Reconciler:
         for api_version, kind in builders.child_kinds(self.settings):
             for item in self.kube.list(api_version, kind, zoo.namespace, selector):
                 meta = item["metadata"]
-                owned = any(r.get("uid") == zoo.uid for r in meta.get("ownerReferences") or ())
                 model = (meta.get("labels") or {}).get(builders.LABEL_MODEL, "")
-                if not owned or (kind, meta["name"]) in desired or model in keep_models:
+                if (
+                    not _owned_by(meta, zoo.uid)
+                    or (kind, meta["name"]) in desired
+                    or model in keep_models
+                ):
                     continue
                 log.info(
                     "deleting %s %s/%s (no longer in the spec)", kind, zoo.namespace, meta["name"]
@@ -199,10 +213,7 @@ class Reconciler:
         found = {}
         for item in self.kube.list("apps/v1", "Deployment", zoo.namespace, selector):
             model = wanted.get(item["metadata"]["name"])
-            owned = any(
-                r.get("uid") == zoo.uid for r in item["metadata"].get("ownerReferences") or ()
-            )
-            if model and owned:
+            if model and _owned_by(item["metadata"], zoo.uid):
                 found[model] = item
         return found
 
@@ -214,14 +225,7 @@ class Reconciler:
         message = degraded_message(status)
         if message and message != degraded_message(previous):
             self._event(body, "Warning", "Degraded", message)
-
-        def ready(s: Mapping[str, Any]) -> bool:
-            return any(
-                c.get("type") == "Ready" and c.get("status") == "True"
-                for c in s.get("conditions") or ()
-            )
-
-        if ready(status) and not ready(previous):
+        if true_condition(status, READY) and not true_condition(previous, READY):
             self._event(body, "Normal", "Ready", f"all models ready: {status.get('urls', '')}")
 
     def _event(self, body: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
@@ -391,15 +395,12 @@ def register(
     ) -> None:
         await memo.reconciler.request(namespace, labels[builders.LABEL_ZOO], full=True)
 
-    deletable = [
-        ("v1", "services"),
-        ("v1", "configmaps"),
-        ("policy/v1", "poddisruptionbudgets"),
-        ("autoscaling/v2", "horizontalpodautoscalers"),
-    ]
-    if config.network_policy:  # without it, the operator has no rights on NetworkPolicies
-        deletable.append(("networking.k8s.io/v1", "networkpolicies"))
-    for group_version, plural in deletable:
+    # The Deployment has its own handler above; the NetworkPolicy kind only where the
+    # operator has rights on it (child_kinds knows).
+    for group_version, kind in builders.child_kinds(config):
+        if kind == "Deployment":
+            continue
+        plural, _ = PLURALS[kind]
         kopf.on.event(
             group_version,
             plural,

@@ -147,27 +147,28 @@ def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
 def from_env(env: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if env is None else env
     get = lambda name, default: env.get(PREFIX + name) or default  # noqa: E731
+    defaults = Settings()  # what an unset variable means lives in one place: the fields
 
-    selector = _json(env, "GPU_NODE_SELECTOR", dict(DEFAULT_GPU_NODE_SELECTOR), dict)
+    selector = _json(env, "GPU_NODE_SELECTOR", dict(defaults.gpu_node_selector), dict)
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in selector.items()):
         raise SettingsError(f"{PREFIX}GPU_NODE_SELECTOR must map strings to strings")
-    tolerations = _json(env, "GPU_TOLERATIONS", list(DEFAULT_GPU_TOLERATIONS), list)
+    tolerations = _json(env, "GPU_TOLERATIONS", list(defaults.gpu_tolerations), list)
     if not all(isinstance(t, dict) for t in tolerations):
         raise SettingsError(f"{PREFIX}GPU_TOLERATIONS must be a JSON list of tolerations")
-    pull = get("IMAGE_PULL_POLICY", "IfNotPresent")
+    pull = get("IMAGE_PULL_POLICY", defaults.image_pull_policy)
     if pull not in ("Always", "IfNotPresent", "Never"):
         raise SettingsError(f"{PREFIX}IMAGE_PULL_POLICY={pull!r}: Always, IfNotPresent or Never")
-    level = get("LOG_LEVEL", "info").lower()
+    level = get("LOG_LEVEL", defaults.log_level).lower()
     if level not in ("debug", "info", "warning", "error"):
         raise SettingsError(f"{PREFIX}LOG_LEVEL={level!r}: debug, info, warning or error")
     try:
-        drift = float(get("DRIFT_INTERVAL", "60"))
+        drift = float(get("DRIFT_INTERVAL", defaults.drift_interval))
     except ValueError:
         raise SettingsError(f"{PREFIX}DRIFT_INTERVAL is not a number of seconds") from None
     if drift < 1:
         raise SettingsError(f"{PREFIX}DRIFT_INTERVAL must be at least 1 second")
-    model_dir = get("MODEL_DIR", DEFAULT_MODEL_DIR)
-    server_timeout = _int(env, "WATCH_SERVER_TIMEOUT", 270, minimum=1)
+    model_dir = get("MODEL_DIR", defaults.model_dir)
+    server_timeout = _int(env, "WATCH_SERVER_TIMEOUT", defaults.watch_server_timeout, minimum=1)
     client_timeout = _int(env, "WATCH_CLIENT_TIMEOUT", server_timeout + 30, minimum=1)
     if client_timeout <= server_timeout:
         raise SettingsError(
@@ -178,35 +179,40 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     # Peers with equal priorities pause each other (kopf), so each replica draws its own.
     priority = _int(env, "PEERING_PRIORITY", random.randint(1, 2**30), minimum=0)
     return Settings(
-        image=get("IMAGE", DEFAULT_IMAGE),
-        gpu_image=get("GPU_IMAGE", ""),
+        image=get("IMAGE", defaults.image),
+        gpu_image=get("GPU_IMAGE", defaults.gpu_image),
         image_pull_policy=pull,
         model_dir=model_dir,
         catalog=get("CATALOG", model_dir.rstrip("/") + "/catalog.json"),
         zoo_entries=_list(env, "ZOO_ENTRIES"),
-        gpu_resource=get("GPU_RESOURCE", DEFAULT_GPU_RESOURCE),
+        gpu_resource=get("GPU_RESOURCE", defaults.gpu_resource),
         gpu_node_selector=selector,
         gpu_tolerations=tuple(tolerations),
         namespaces=_list(env, "NAMESPACES"),
         drift_interval=drift,
-        cluster_domain=get("CLUSTER_DOMAIN", "cluster.local"),
-        drain_seconds=_int(env, "DRAIN_SECONDS", 20),
-        prestop_seconds=_int(env, "PRESTOP_SECONDS", 5),
-        startup_seconds=_int(env, "STARTUP_SECONDS", 600, minimum=10),
-        peering=get("PEERING", ""),
+        cluster_domain=get("CLUSTER_DOMAIN", defaults.cluster_domain),
+        drain_seconds=_int(env, "DRAIN_SECONDS", defaults.drain_seconds),
+        prestop_seconds=_int(env, "PRESTOP_SECONDS", defaults.prestop_seconds),
+        startup_seconds=_int(env, "STARTUP_SECONDS", defaults.startup_seconds, minimum=10),
+        peering=get("PEERING", defaults.peering),
         peering_priority=priority,
         identity=env.get("POD_ID", "") or get("IDENTITY", ""),
         watch_server_timeout=server_timeout,
         watch_client_timeout=client_timeout,
-        request_timeout=_int(env, "REQUEST_TIMEOUT", 30, minimum=1),
-        health_port=_int(env, "HEALTH_PORT", 8080),
+        request_timeout=_int(env, "REQUEST_TIMEOUT", defaults.request_timeout, minimum=1),
+        health_port=_int(env, "HEALTH_PORT", defaults.health_port),
         log_level=level,
-        check_secrets=_bool(env, "CHECK_SECRETS", True),
-        network_policy=_bool(env, "NETWORK_POLICY", False),
+        check_secrets=_bool(env, "CHECK_SECRETS", defaults.check_secrets),
+        network_policy=_bool(env, "NETWORK_POLICY", defaults.network_policy),
         network_policy_inference_from=_objects(
-            env, "NETWORK_POLICY_INFERENCE_FROM", [{"podSelector": {}}], _PEER_KEYS
+            env,
+            "NETWORK_POLICY_INFERENCE_FROM",
+            list(defaults.network_policy_inference_from),
+            _PEER_KEYS,
         ),
-        network_policy_scrape_from=_objects(env, "NETWORK_POLICY_SCRAPE_FROM", [], _PEER_KEYS),
+        network_policy_scrape_from=_objects(
+            env, "NETWORK_POLICY_SCRAPE_FROM", list(defaults.network_policy_scrape_from), _PEER_KEYS
+        ),
         # An empty list means "not configured": egress stays open.
         network_policy_egress=egress or None,
     )

@@ -2,8 +2,10 @@
 
 The API server has already applied the CRD's schema (types, ranges, CEL rules) and
 its defaults. What is left is what needs knowledge outside one object: the zoo entries
-the image carries, and names that must fit Kubernetes' limits once combined. A model
-that fails these checks does not stop the others: it is reported per model.
+the image carries, and names that must fit Kubernetes' limits once combined. A few of
+the schema's own rules (unique model names, DNS labels) are checked again, so a zoo
+stored under an older CRD cannot slip past them. A model that fails these checks does
+not stop the others: it is reported per model.
 """
 
 from __future__ import annotations

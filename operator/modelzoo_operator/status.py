@@ -176,9 +176,15 @@ def same_status(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
     return all(old.get(key) == value for key, value in new.items())
 
 
+def true_condition(status: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    """The condition of type `kind` when its status is True, else None."""
+    for condition in status.get("conditions") or ():
+        if condition.get("type") == kind and condition.get("status") == "True":
+            return condition
+    return None
+
+
 def degraded_message(status: Mapping[str, Any]) -> str:
     """The Degraded condition's message when it is True, else ''."""
-    for condition in status.get("conditions") or ():
-        if condition.get("type") == DEGRADED and condition.get("status") == "True":
-            return str(condition.get("message") or "")
-    return ""
+    condition = true_condition(status, DEGRADED)
+    return str(condition.get("message") or "") if condition else ""
