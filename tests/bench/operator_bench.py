@@ -13,13 +13,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from tests.cluster import harness
-from tests.servers import free_port
+from tests.servers import free_port, stop, wait_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION, PLURAL = "modelzoo.dev", "v1alpha1", "modelzoos"
@@ -78,23 +76,21 @@ def _start_operator(cluster: harness.Cluster, workdir: Path) -> subprocess.Popen
         "MODELZOO_OPERATOR_HEALTH_PORT": str(port),
         "MODELZOO_OPERATOR_IMAGE": "registry.invalid/modelzoo:bench",
     }
-    log = (workdir / "operator.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "modelzoo_operator"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=env,
-        cwd=workdir,
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError((workdir / "operator.log").read_text()[-3000:])
-        with suppress(OSError), urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz") as r:
-            if r.status == 200:
-                return process
-        time.sleep(0.2)
-    raise TimeoutError("the operator did not report healthy in 120 s")
+    log = workdir / "operator.log"
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "modelzoo_operator"],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=workdir,
+        )
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", process, log, timeout=120, path="/healthz")
+    except BaseException:
+        stop(process, grace=5)
+        raise
+    return process
 
 
 def measure(single_runs: int, mass_zoos: int, say=print) -> OperatorFigures:
@@ -143,11 +139,7 @@ def measure(single_runs: int, mass_zoos: int, say=print) -> OperatorFigures:
                 time.sleep(1.0)
             peak = _peak_rss_mib(operator.pid)
         finally:
-            operator.terminate()
-            try:
-                operator.wait(30)
-            except subprocess.TimeoutExpired:
-                operator.kill()
+            stop(operator, grace=30)
     return OperatorFigures(
         single_runs=single_runs,
         single_p50_s=statistics.median(single),

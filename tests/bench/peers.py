@@ -11,7 +11,6 @@ import contextlib
 import functools
 import json
 import os
-import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -20,7 +19,7 @@ from pathlib import Path
 from modelzoo_server.imaging import decode_image, to_array
 from modelzoo_server.zoo import ModelEntry
 from tests.bench.loadgen import Load, drive_threads
-from tests.servers import free_port, wait_ready
+from tests.servers import free_port, stop, wait_ready
 
 KSERVE_MODEL_FILE = Path(__file__).with_name("kserve_model.py")
 
@@ -97,10 +96,4 @@ def kserve_server(python: Path, entry: ModelEntry, log: Path) -> Iterator[tuple[
             wait_ready(url, process, log, timeout=240, path=f"/v2/models/{entry.name}/ready")
             yield url, process.pid
         finally:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop(process, grace=30)

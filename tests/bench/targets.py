@@ -35,10 +35,10 @@ def batching_gains(ctx: Context) -> list[dict]:
     models = dict.fromkeys(c.model for c in ctx.cells if c.batching == "on")
     for model in models:
         raw1 = ctx.find(model, "raw graph", "n/a", 1, 1)
+        sizes = [c.batch for c in ctx.cells if c.model == model and c.path == "raw graph"]
         for concurrency in ctx.plan.concurrencies:
             if concurrency == 1:
                 continue
-            sizes = [c.batch for c in ctx.cells if c.model == model and c.path == "raw graph"]
             batch = max((b for b in sizes if b <= concurrency), default=1)
             raw = ctx.find(model, "raw graph", "n/a", 1, batch)
             for path in ("served V2", "served /infer"):

@@ -21,7 +21,6 @@ import datetime
 import itertools
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -35,7 +34,7 @@ from typing import Any, TypeVar
 import pytest
 import yaml
 
-from tests.servers import free_port
+from tests.servers import free_port, stop
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "modelzoo"
@@ -244,13 +243,8 @@ class LocalOperator:
         self.process.wait(timeout=30)
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            stop(self.process, grace=60)
 
     @property
     def identity(self) -> str:

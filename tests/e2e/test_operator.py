@@ -133,26 +133,17 @@ def test_changes_follow_the_spec_and_drift_is_repaired(cluster, operator, namesp
     assert names(cluster, "poddisruptionbudgets", namespace, "demo") == {"demo-classify"}
 
     # a deleted child comes back (a new object: another uid)
-    old_uid = get_json(cluster, "deployment", "demo-faces", "-n", namespace)["metadata"]["uid"]
-    cluster.kubectl("delete", "deployment", "demo-faces", "-n", namespace)
-    eventually(
-        lambda: (
-            get_json(cluster, "deployment", "demo-faces", "-n", namespace)["metadata"]["uid"]
-            != old_uid
-        ),
-        60,
-        "the deleted Deployment to come back",
-    )
-    old_svc = get_json(cluster, "service", "demo-classify", "-n", namespace)["metadata"]["uid"]
-    cluster.kubectl("delete", "service", "demo-classify", "-n", namespace)
-    eventually(
-        lambda: (
-            get_json(cluster, "service", "demo-classify", "-n", namespace)["metadata"]["uid"]
-            != old_svc
-        ),
-        60,
-        "the deleted Service to come back",
-    )
+    def uid(kind: str, name: str) -> str:
+        return get_json(cluster, kind, name, "-n", namespace)["metadata"]["uid"]
+
+    for kind, name in (("deployment", "demo-faces"), ("service", "demo-classify")):
+        old_uid = uid(kind, name)
+        cluster.kubectl("delete", kind, name, "-n", namespace)
+        eventually(
+            lambda kind=kind, name=name, old_uid=old_uid: uid(kind, name) != old_uid,
+            60,
+            f"the deleted {kind} {name} to come back",
+        )
 
     # hand edits of fields the operator sets are undone by the drift timer
     cluster.kubectl("scale", "deployment/demo-classify", "-n", namespace, "--replicas=7")

@@ -103,8 +103,10 @@ def running(container: dict, mapping: dict[str, str], tmp: Path) -> Iterator[tup
         assert probe_passes(container["livenessProbe"], port), log.read_text()
         yield f"http://127.0.0.1:{port}", port
     finally:
-        stop(process, grace=SETTINGS.termination_grace_seconds)
-        assert TOKEN not in log.read_text() and ROTATED not in log.read_text()
+        drained = stop(process, grace=SETTINGS.termination_grace_seconds)
+    assert drained, f"the server did not stop within the grace period:\n{log.read_text()}"
+    output = log.read_text()
+    assert TOKEN not in output and ROTATED not in output
 
 
 def auth_pod(zoo_dir: Path, tmp_path: Path, scope: str) -> tuple[dict, dict[str, str]]:
@@ -138,7 +140,7 @@ def test_inference_scope_needs_the_token_and_the_probes_stay_open(zoo_dir: Path,
         assert request(f"{url}/metrics")[0] == 200, "scraping needs no token"
 
         # The kubelet swaps a rotated Secret in under the mount: no restart needed.
-        token_file = Path(mapping[builders.AUTH_MOUNT]) / "tokens"
+        token_file = Path(mapping[builders.AUTH_MOUNT]) / Path(builders.TOKEN_FILE).name
         token_file.chmod(0o640)
         token_file.write_text(f"{ROTATED}\n")
         token_file.chmod(0o440)
