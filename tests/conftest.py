@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from modelzoo_models import builder, store
+from modelzoo_models import run_recipes, store
 from modelzoo_server.__main__ import build_model
 from modelzoo_server.app import create_app
 from modelzoo_server.metrics import Metrics
@@ -20,7 +20,7 @@ from tests.servers import RunningServer, run_server
 @pytest.fixture(scope="session")
 def zoo_dir() -> Path:
     """The folder with the built zoo graphs and catalog.json (built on first use)."""
-    return builder.build(store.model_dir()).parent
+    return run_recipes.build(store.model_dir()).parent
 
 
 def settings_for(zoo_dir: Path, *extra: str, zoo: str = "mtcnn") -> Settings:

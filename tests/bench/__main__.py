@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     # Imported here, after the environment is set: these load TensorFlow.
     from dataclasses import replace
 
-    from modelzoo_models import builder, store
+    from modelzoo_models import run_recipes, store
     from modelzoo_server.cpu import available_cpus
     from modelzoo_server.runtime import configure_threads
     from tests.bench import machine, report, targets
@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     configure_threads(available_cpus(), 2)
     load_start = machine.load_average()
     log(f"{'quick' if plan.quick else 'full'} run; building or finding the zoo")
-    model_dir = builder.build(store.model_dir(), log=log).parent
+    model_dir = run_recipes.build(store.model_dir(), log=log).parent
     with tempfile.TemporaryDirectory(prefix="modelzoo-bench-") as tmp:
         work = args.keep_logs or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)

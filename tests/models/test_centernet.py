@@ -54,8 +54,8 @@ def heads(entry):
 
 @pytest.fixture(scope="module")
 def model_json():
-    from modelzoo_models.build import tfjs_graph
     from modelzoo_models.catalog import ENTRIES
+    from modelzoo_models.recipes import tfjs_graph
 
     origin = ENTRIES["centernet"].origin
     return tfjs_graph.npm_package(origin) / origin["weights"]

@@ -37,8 +37,8 @@ def feeds(task):
 
 @pytest.fixture(scope="module")
 def reference(feeds):
-    from modelzoo_models.build import tfjs_graph
     from modelzoo_models.catalog import ENTRIES
+    from modelzoo_models.recipes import tfjs_graph
 
     origin = ENTRIES["emotion"].origin
     model_json = tfjs_graph.npm_package(origin) / origin["weights"]

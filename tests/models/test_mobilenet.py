@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from modelzoo_models import builder
-from modelzoo_models.build import mobilenet
+from modelzoo_models import run_recipes
+from modelzoo_models.recipes import mobilenet
 from modelzoo_server.errors import InvalidInput
 from modelzoo_server.runtime import read_graph_def
 from modelzoo_server.tasks.image_classification import ImageClassification
@@ -182,6 +182,6 @@ def test_draw_writes_the_labels(task: ImageClassification, model) -> None:
 def test_build_is_deterministic(entry: ModelEntry, tmp_path: Path) -> None:
     digests = []
     for folder in ("one", "two"):
-        builder.build(tmp_path / folder, ["mobilenet"], log=lambda _m: None)
-        digests.append(builder.sha256_of(tmp_path / folder / "mobilenet.pb"))
+        run_recipes.build(tmp_path / folder, ["mobilenet"], log=lambda _m: None)
+        digests.append(run_recipes.sha256_of(tmp_path / folder / "mobilenet.pb"))
     assert digests[0] == digests[1] == entry.sha256

@@ -12,7 +12,7 @@ import json
 import numpy as np
 import pytest
 
-from modelzoo_models import builder
+from modelzoo_models import run_recipes
 from modelzoo_models.catalog import MTCNN
 from modelzoo_server.errors import InvalidInput
 from modelzoo_server.runtime import load_graph
@@ -165,7 +165,7 @@ def test_signature_and_layout_are_in_the_catalog(record):
 def test_build_is_deterministic(tmp_path, record):
     digests = []
     for folder in ("one", "two"):
-        builder.build(tmp_path / folder, ["mtcnn"], log=lambda message: None)
+        run_recipes.build(tmp_path / folder, ["mtcnn"], log=lambda message: None)
         digests.append(hashlib.sha256((tmp_path / folder / "mtcnn.pb").read_bytes()).hexdigest())
     assert digests[0] == digests[1]
     assert digests[0] == record["sha256"], "the zoo cache holds the same bytes"

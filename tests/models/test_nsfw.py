@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from modelzoo_models import builder
-from modelzoo_models.build import nsfw
+from modelzoo_models import run_recipes
 from modelzoo_models.npm_sources import node_modules
+from modelzoo_models.recipes import nsfw
 from modelzoo_server.runtime import read_graph_def
 from modelzoo_server.signature import Signature
 from modelzoo_server.tasks.image_classification import (
@@ -245,6 +245,6 @@ def test_bad_preprocessing_is_refused_at_load(bad: dict) -> None:
 def test_build_is_deterministic(entry: ModelEntry, tmp_path: Path) -> None:
     digests = []
     for folder in ("one", "two"):
-        builder.build(tmp_path / folder, ["nsfw"], log=lambda _m: None)
-        digests.append(builder.sha256_of(tmp_path / folder / "nsfw.pb"))
+        run_recipes.build(tmp_path / folder, ["nsfw"], log=lambda _m: None)
+        digests.append(run_recipes.sha256_of(tmp_path / folder / "nsfw.pb"))
     assert digests[0] == digests[1] == entry.sha256

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from modelzoo_models.build import tfjs_graph
+from modelzoo_models.recipes import tfjs_graph
 from modelzoo_server.graph_policy import check_graph
 from modelzoo_server.runtime import load_graph
 

@@ -83,9 +83,9 @@ def test_the_wheel_ships_every_module_and_data_file_of_the_three_packages(
         check=True,
     ).stdout.split()
     package_of = {
-        "server/": "modelzoo_server/",
+        "server/modelzoo_server/": "modelzoo_server/",
         "operator/modelzoo_operator/": "modelzoo_operator/",
-        "models/": "modelzoo_models/",
+        "models/modelzoo_models/": "modelzoo_models/",
     }
     expected = {
         package_of[prefix] + path.removeprefix(prefix)

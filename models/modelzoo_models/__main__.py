@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from modelzoo_models import builder, store
+from modelzoo_models import run_recipes, store
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +24,7 @@ def main(argv: list[str] | None = None) -> int:
         print(store.model_dir())
         return 0
     try:
-        catalog = builder.build(args.out or store.model_dir(), args.names)
+        catalog = run_recipes.build(args.out or store.model_dir(), args.names)
     except Exception as exc:  # one readable line, not a traceback, for a failed build
         print(f"modelzoo-models: build failed: {exc}", file=sys.stderr)
         return 1

@@ -34,7 +34,7 @@ def _build_one(entry: Entry, out_dir: Path, log: Log) -> dict:
     if graph.exists() and meta.exists():
         log(f"{entry.name}: cached ({graph.stat().st_size / 1e6:.1f} MB)")
         return json.loads(meta.read_text())
-    module = importlib.import_module(f"modelzoo_models.build.{entry.build}")
+    module = importlib.import_module(f"modelzoo_models.recipes.{entry.recipe}")
     started = time.monotonic()
     log(f"{entry.name}: building from {entry.origin['package']} {entry.origin['version']}")
     # Unique per process: two builds of the same folder (parallel test runs) never mix.

@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from modelzoo_models.build import tfjs_graph
 from modelzoo_models.catalog import Entry
 from modelzoo_models.npm_sources import node_modules
+from modelzoo_models.recipes import tfjs_graph
 
 _LABEL = re.compile(r"\{\s*class:\s*(\d+),\s*label:\s*'([^']+)'\s*\}")
 

@@ -3,7 +3,7 @@
 This file is the source of truth for the zoo. `make models` turns it into
 `catalog.json` next to the built graphs (adding each file's sha256 and labels);
 the server and the operator read that built catalog, never this module.
-Adding a model is adding an entry here and a build step in `build/`.
+Adding a model is adding an entry here and a recipe in `recipes/`.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ class Tensor:
 class Entry:
     name: str
     task: str
-    build: str  # module in models/build that produces the graph
+    recipe: str  # module in modelzoo_models.recipes that produces the graph
     license: str
     origin: dict[str, str]
     inputs: tuple[Tensor, ...]
@@ -68,7 +68,7 @@ class Entry:
 MTCNN = Entry(
     name="mtcnn",
     task="face-detection",
-    build="mtcnn",
+    recipe="mtcnn",
     license="MIT",
     origin={
         "registry": "pypi",
@@ -109,7 +109,7 @@ MTCNN = Entry(
 MOBILENET = Entry(
     name="mobilenet",
     task="image-classification",
-    build="mobilenet",
+    recipe="mobilenet",
     license="Apache-2.0",
     origin={
         "registry": "pypi",
@@ -141,7 +141,7 @@ MOBILENET = Entry(
 NSFW = Entry(
     name="nsfw",
     task="image-classification",
-    build="nsfw",
+    recipe="nsfw",
     license="MIT",
     origin={
         "registry": "npm",
@@ -170,7 +170,7 @@ NSFW = Entry(
 CENTERNET = Entry(
     name="centernet",
     task="object-detection",
-    build="centernet",
+    recipe="centernet",
     license="MIT",
     origin={
         "registry": "npm",
@@ -201,7 +201,7 @@ CENTERNET = Entry(
 EMOTION = Entry(
     name="emotion",
     task="image-classification",
-    build="emotion",
+    recipe="emotion",
     license="MIT",
     origin={
         "registry": "npm",

@@ -67,8 +67,17 @@ def sdist_path(log: Callable[[str], None] = lambda _m: None) -> Path:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         subprocess.run(
             [
-                sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                "--no-binary", PACKAGE, "--dest", tmp, f"{PACKAGE}=={VERSION}",
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--quiet",
+                "--no-deps",
+                "--no-binary",
+                PACKAGE,
+                "--dest",
+                tmp,
+                f"{PACKAGE}=={VERSION}",
             ],
             check=True,
         )
@@ -138,7 +147,9 @@ def imagenet_graph_def(original: bytes):
     graph_def = graph_pb2.GraphDef()
     graph_def.node.extend(_ancestors(full, LOGITS))
     nodes = {node.name: node for node in graph_def.node}
-    placeholders = [n.name for n in graph_def.node if n.op in ("Placeholder", "PlaceholderWithDefault")]
+    placeholders = [
+        n.name for n in graph_def.node if n.op in ("Placeholder", "PlaceholderWithDefault")
+    ]
     if placeholders != [INPUT]:
         raise RuntimeError(f"expected the one input {INPUT!r}, the subgraph has {placeholders}")
     shape = nodes[INPUT].attr["shape"].shape

@@ -39,14 +39,21 @@ LABELS = ["Drawing", "Hentai", "Neutral", "Porn", "Sexy"]  # dist/cjs/nsfw_class
 # sha256 of what nsfwjs_extract.js writes: model.json (Node's JSON.stringify of the
 # exported object) and the decoded weight shard.
 MODEL_JSON_SHA256 = "feffc6868d61e412a4e7a22657a3d07a8a48df6e11688a9e25b77c23cb7b45c9"
-SHARD_SHA256 = {"group1-shard1of1": "8e7dddbb16acacc1bf1601b1b8a761e730ff934b7f2d7771312b2f000e5f5f13"}
+SHARD_SHA256 = {
+    "group1-shard1of1": "8e7dddbb16acacc1bf1601b1b8a761e730ff934b7f2d7771312b2f000e5f5f13"
+}
 
 EXTRACT_SCRIPT = Path(__file__).resolve().parent / "nsfwjs_extract.js"
 INPUT = "input"
 OUTPUT = "probabilities"
 
-_DTYPES = {"float32": np.float32, "int32": np.int32, "uint8": np.uint8, "uint16": np.uint16,
-           "float16": np.float16}
+_DTYPES = {
+    "float32": np.float32,
+    "int32": np.int32,
+    "uint8": np.uint8,
+    "uint16": np.uint16,
+    "float16": np.float16,
+}
 # The Keras weights of each layer class, in the order Keras 3's `set_weights` takes them.
 _WEIGHT_ORDER = {
     "Conv2D": ("kernel", "bias"),
@@ -74,7 +81,9 @@ def extract(out_dir: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     raw = (out_dir / "model.json").read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
     if digest != MODEL_JSON_SHA256:
-        raise RuntimeError(f"nsfwjs {MODEL} model.json has sha256 {digest}, pinned {MODEL_JSON_SHA256}")
+        raise RuntimeError(
+            f"nsfwjs {MODEL} model.json has sha256 {digest}, pinned {MODEL_JSON_SHA256}"
+        )
     model_json = json.loads(raw)
     shards = {}
     for group in model_json["weightsManifest"]:
@@ -101,8 +110,9 @@ def dequantize(model_json: dict[str, Any], shards: dict[str, bytes]) -> dict[str
             size = count * np.dtype(stored).itemsize
             if offset + size > len(data):
                 raise RuntimeError(f"weight {spec['name']} runs past the end of its shard")
-            values = np.frombuffer(data, dtype=np.dtype(stored).newbyteorder("<"), count=count,
-                                   offset=offset)
+            values = np.frombuffer(
+                data, dtype=np.dtype(stored).newbyteorder("<"), count=count, offset=offset
+            )
             offset += size
             if quant and quant["dtype"] in ("uint8", "uint16"):
                 # TF.js: Float32Array(q.map(v => v * scale + min)): float64 math, float32 store.
@@ -123,41 +133,59 @@ def _layer(class_name: str, config: dict[str, Any]):
         )
     if class_name == "Conv2D":
         return keras.layers.Conv2D(
-            filters=config["filters"], kernel_size=tuple(config["kernel_size"]),
-            strides=tuple(config["strides"]), padding=config["padding"],
-            dilation_rate=tuple(config["dilation_rate"]), activation=config["activation"],
-            use_bias=config["use_bias"], name=name,
+            filters=config["filters"],
+            kernel_size=tuple(config["kernel_size"]),
+            strides=tuple(config["strides"]),
+            padding=config["padding"],
+            dilation_rate=tuple(config["dilation_rate"]),
+            activation=config["activation"],
+            use_bias=config["use_bias"],
+            name=name,
         )
     if class_name == "DepthwiseConv2D":
         return keras.layers.DepthwiseConv2D(
-            kernel_size=tuple(config["kernel_size"]), strides=tuple(config["strides"]),
-            padding=config["padding"], depth_multiplier=config["depth_multiplier"],
-            dilation_rate=tuple(config["dilation_rate"]), activation=config["activation"],
-            use_bias=config["use_bias"], name=name,
+            kernel_size=tuple(config["kernel_size"]),
+            strides=tuple(config["strides"]),
+            padding=config["padding"],
+            depth_multiplier=config["depth_multiplier"],
+            dilation_rate=tuple(config["dilation_rate"]),
+            activation=config["activation"],
+            use_bias=config["use_bias"],
+            name=name,
         )
     if class_name == "BatchNormalization":
         return keras.layers.BatchNormalization(
-            axis=config["axis"], epsilon=config["epsilon"], momentum=config["momentum"],
-            center=config["center"], scale=config["scale"], name=name,
+            axis=config["axis"],
+            epsilon=config["epsilon"],
+            momentum=config["momentum"],
+            center=config["center"],
+            scale=config["scale"],
+            name=name,
         )
     if class_name == "ReLU":
         return keras.layers.ReLU(
-            max_value=config["max_value"], negative_slope=config["negative_slope"],
-            threshold=config["threshold"], name=name,
+            max_value=config["max_value"],
+            negative_slope=config["negative_slope"],
+            threshold=config["threshold"],
+            name=name,
         )
     if class_name == "Add":
         return keras.layers.Add(name=name)
     if class_name == "AveragePooling2D":
         return keras.layers.AveragePooling2D(
-            pool_size=tuple(config["pool_size"]), strides=tuple(config["strides"]),
-            padding=config["padding"], name=name,
+            pool_size=tuple(config["pool_size"]),
+            strides=tuple(config["strides"]),
+            padding=config["padding"],
+            name=name,
         )
     if class_name == "Flatten":
         return keras.layers.Flatten(name=name)
     if class_name == "Dense":
         return keras.layers.Dense(
-            units=config["units"], activation=config["activation"],
-            use_bias=config["use_bias"], name=name,
+            units=config["units"],
+            activation=config["activation"],
+            use_bias=config["use_bias"],
+            name=name,
         )
     if class_name == "Dropout":
         return keras.layers.Dropout(rate=config["rate"], name=name)
@@ -185,8 +213,11 @@ def keras_model(model_json: dict[str, Any], weights: dict[str, np.ndarray]):
             continue
         if len(layer["inbound_nodes"]) != 1:
             raise RuntimeError(f"layer {name} is shared; only single-use layers are supported")
-        inbound = [tensors[source] for source, node_index, tensor_index, *_ in
-                   layer["inbound_nodes"][0] if node_index == 0 and tensor_index == 0]
+        inbound = [
+            tensors[source]
+            for source, node_index, tensor_index, *_ in layer["inbound_nodes"][0]
+            if node_index == 0 and tensor_index == 0
+        ]
         if len(inbound) != len(layer["inbound_nodes"][0]):
             raise RuntimeError(f"layer {name} reads a second node or tensor of a layer")
         keras_layer = _layer(class_name, layer["config"])
@@ -201,8 +232,10 @@ def keras_model(model_json: dict[str, Any], weights: dict[str, np.ndarray]):
         names = _WEIGHT_ORDER.get(class_name, ())
         if class_name == "BatchNormalization":
             names = tuple(
-                n for n in names
-                if (n != "gamma" or layer_config["scale"]) and (n != "beta" or layer_config["center"])
+                n
+                for n in names
+                if (n != "gamma" or layer_config["scale"])
+                and (n != "beta" or layer_config["center"])
             )
         elif names and not layer_config.get("use_bias", True):
             names = names[:-1]
@@ -233,8 +266,11 @@ def frozen_graph_def(model):
     if [t.name for t in frozen.inputs] != [f"{INPUT}:0"]:
         raise RuntimeError(f"frozen inputs are {[t.name for t in frozen.inputs]}")
     (output,) = frozen.outputs
-    probabilities = node_def_pb2.NodeDef(name=OUTPUT, op="Identity", input=[output.name[:-2]
-                                         if output.name.endswith(":0") else output.name])
+    probabilities = node_def_pb2.NodeDef(
+        name=OUTPUT,
+        op="Identity",
+        input=[output.name[:-2] if output.name.endswith(":0") else output.name],
+    )
     probabilities.attr["T"].CopyFrom(attr_value_pb2.AttrValue(type=tf.float32.as_datatype_enum))
     graph_def.node.append(probabilities)
     for node in graph_def.node:

@@ -11,9 +11,9 @@ import json
 import re
 from pathlib import Path
 
-from modelzoo_models.build import tfjs_graph
 from modelzoo_models.catalog import Entry
 from modelzoo_models.npm_sources import node_modules
+from modelzoo_models.recipes import tfjs_graph
 
 _GRAY_LABELS = re.compile(r"if \(!rgb\) annotations = (\[[^\]]*\])")
 
