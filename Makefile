@@ -16,7 +16,7 @@ PYTEST_ARGS ?=
 
 VENV_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
 
-.PHONY: help venv models run test test-unit test-integration test-browser test-e2e bench soak \
+.PHONY: help venv models run test test-unit test-cluster test-integration test-browser test-e2e bench soak \
 	lint format chromium clean clean-cache
 
 help: ## list the targets
@@ -47,6 +47,9 @@ test: venv models chromium cluster-bins ## run every tier (unit, integration, mo
 
 test-unit: venv ## only the unit tests
 	$(call pytest,-m unit)
+
+test-cluster: venv cluster-bins ## helm and the Kubernetes OpenAPI document, no running cluster
+	$(call pytest,-m cluster)
 
 test-integration: venv models ## the real server on loopback
 	$(call pytest,-m integration)

@@ -25,10 +25,6 @@ def free_port() -> int:
 class RunningServer:
     process: subprocess.Popen
     url: str
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
 
 
 def wait_ready(
@@ -78,7 +74,7 @@ def run_server(
         )
     try:
         wait_ready(url, process, log)
-        yield RunningServer(process, url, log)
+        yield RunningServer(process, url)
     finally:
         stop(process, grace=30)
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import os
@@ -12,20 +11,14 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from modelzoo_models.catalog import ENTRIES, Entry
+from modelzoo_models.contract import CATALOG_FILE, GRAPHDEF, Artifact, sha256_file
+from modelzoo_models.recipes import RecipeError
 
 Log = Callable[[str], None]
 
 
 def _log(message: str) -> None:
     print(f"[models] {message}", file=sys.stderr, flush=True)
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _build_one(entry: Entry, out_dir: Path, log: Log) -> dict:
@@ -41,13 +34,12 @@ def _build_one(entry: Entry, out_dir: Path, log: Log) -> dict:
     tmp = graph.with_suffix(f".pb.{os.getpid()}.tmp")
     extra = module.build(entry, tmp, lambda m: log(f"{entry.name}: {m}")) or {}
     os.replace(tmp, graph)
-    record = {**entry.as_json(), **extra, "sha256": sha256_of(graph)}
+    artifact = Artifact(GRAPHDEF, graph.name, sha256_file(graph))
+    record = entry.record(**extra, artifacts=(artifact,)).to_json()
     meta_tmp = meta.with_suffix(f".json.{os.getpid()}.tmp")
     meta_tmp.write_text(json.dumps(record, indent=2, sort_keys=True))
     os.replace(meta_tmp, meta)
-    log(
-        f"{entry.name}: built in {time.monotonic() - started:.1f}s, sha256 {record['sha256'][:12]}…"
-    )
+    log(f"{entry.name}: built in {time.monotonic() - started:.1f}s, sha256 {artifact.sha256[:12]}…")
     return record
 
 
@@ -56,7 +48,7 @@ def build(out_dir: Path, names: Iterable[str] | None = None, log: Log = _log) ->
     wanted = list(names) if names else list(ENTRIES)
     unknown = [n for n in wanted if n not in ENTRIES]
     if unknown:
-        raise SystemExit(f"unknown zoo entry: {', '.join(unknown)} (known: {', '.join(ENTRIES)})")
+        raise RecipeError(f"unknown zoo entry: {', '.join(unknown)} (known: {', '.join(ENTRIES)})")
     out_dir.mkdir(parents=True, exist_ok=True)
     for index, name in enumerate(wanted, 1):
         log(f"[{index}/{len(wanted)}] {name}")
@@ -67,7 +59,7 @@ def build(out_dir: Path, names: Iterable[str] | None = None, log: Log = _log) ->
         for n in ENTRIES
         if (out_dir / f"{n}.meta.json").exists() and (out_dir / f"{n}.pb").exists()
     ]
-    catalog = out_dir / "catalog.json"
+    catalog = out_dir / CATALOG_FILE
     tmp = catalog.with_suffix(f".json.{os.getpid()}.tmp")
     tmp.write_text(json.dumps({"models": records}, indent=2, sort_keys=True))
     os.replace(tmp, catalog)

@@ -104,23 +104,8 @@ def _number(value: float) -> str:
 
 
 def signature_document(model: ModelSpec) -> dict[str, Any] | None:
-    """The --signature file of a non-zoo model (the format modelzoo_server.zoo reads)."""
-    if model.source.kind == "zoo":
-        return None
-    doc: dict[str, Any] = {
-        "task": model.task,
-        "signature": {
-            "inputs": [dict(t) for t in model.signature["inputs"]],
-            "outputs": [dict(t) for t in model.signature["outputs"]],
-        },
-        # The user's batching block asserts the graph takes a leading batch dimension.
-        "batchable": model.batching is not None,
-    }
-    if model.preprocessing:
-        doc["preprocessing"] = dict(model.preprocessing)
-    if model.labels:
-        doc["labels"] = list(model.labels)
-    return doc
+    """The --signature file of a non-zoo model: its contract record, as the server reads it."""
+    return model.record.to_json() if model.record is not None else None
 
 
 def server_args(model: ModelSpec, settings: Settings) -> list[str]:
@@ -172,6 +157,16 @@ def _container_security() -> dict[str, Any]:
     }
 
 
+def _pod_security() -> dict[str, Any]:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "fsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
 def _quantities(values: Mapping[str, Any] | None) -> dict[str, str]:
     return {str(k): str(v) for k, v in (values or {}).items()}
 
@@ -213,9 +208,37 @@ def _probe(model: ModelSpec, path: str, period: int, timeout: int, failures: int
     }
 
 
+def _probes(model: ModelSpec, settings: Settings) -> dict[str, Any]:
+    # The startup probe waits out loading and warm-up; the other two take over after it.
+    startup_failures = max(1, math.ceil(settings.startup_seconds / 5))
+    return {
+        "startupProbe": _probe(model, "/v2/health/live", 5, 2, startup_failures),
+        "readinessProbe": _probe(model, "/v2/health/ready", 5, 2, 3),
+        "livenessProbe": _probe(model, "/v2/health/live", 10, 3, 3),
+    }
+
+
 def _tolerations(model: ModelSpec, settings: Settings) -> list[dict[str, Any]]:
     own = [dict(t) for t in settings.gpu_tolerations] if model.gpu > 0 else []
     return own + [dict(t) for t in model.tolerations if dict(t) not in own]
+
+
+def _scheduling(model: ModelSpec, settings: Settings) -> dict[str, Any]:
+    """nodeSelector, tolerations and affinity of the pod, each only when non-empty: GPU
+    models get the GPU node selection and toleration, CPU models only what they ask for."""
+    out: dict[str, Any] = {}
+    node_selector = {
+        **(settings.gpu_node_selector if model.gpu > 0 else {}),
+        **model.node_selector,
+    }
+    if node_selector:
+        out["nodeSelector"] = dict(node_selector)
+    tolerations = _tolerations(model, settings)
+    if tolerations:
+        out["tolerations"] = tolerations
+    if model.affinity:
+        out["affinity"] = dict(model.affinity)
+    return out
 
 
 def config_hash(model: ModelSpec) -> str:
@@ -224,63 +247,58 @@ def config_hash(model: ModelSpec) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def deployment(zoo: ZooSpec, model: ModelSpec, settings: Settings) -> Manifest:
-    name = child_name(zoo.name, model.name)
-    image = zoo.image or settings.image_for(model.gpu)
-    pull = zoo.image_pull_policy or settings.image_pull_policy
+def _volumes(zoo: ZooSpec, model: ModelSpec) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the pod's volumes, the server container's mounts of them)."""
     source = model.source
-    mounts = [{"name": "tmp", "mountPath": "/tmp"}]
     volumes: list[dict[str, Any]] = [{"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
-    init_containers: list[dict[str, Any]] = []
+    mounts: list[dict[str, Any]] = [{"name": "tmp", "mountPath": "/tmp"}]
     if source.kind == "url":
         volumes.append({"name": "model", "emptyDir": {"sizeLimit": "8Gi"}})
-        mounts.append({"name": "model", "mountPath": GRAPH_MOUNT, "readOnly": True})
-        init_containers.append(
-            {
-                "name": "fetch-model",
-                "image": image,
-                "imagePullPolicy": pull,
-                "command": ["python", "-m", "modelzoo_operator.fetch"],
-                "args": fetch_args(model),
-                "env": [{"name": "HOME", "value": "/tmp"}],
-                "resources": {
-                    "requests": {"cpu": "100m", "memory": "128Mi"},
-                    "limits": {"memory": "512Mi"},
-                },
-                "securityContext": _container_security(),
-                "volumeMounts": [
-                    {"name": "tmp", "mountPath": "/tmp"},
-                    {"name": "model", "mountPath": GRAPH_MOUNT},
-                ],
-            }
-        )
     elif source.kind == "pvc":
-        volumes.append(
-            {
-                "name": "model",
-                "persistentVolumeClaim": {"claimName": source.claim_name, "readOnly": True},
-            }
-        )
-        mounts.append({"name": "model", "mountPath": GRAPH_MOUNT, "readOnly": True})
+        claim = {"claimName": source.claim_name, "readOnly": True}
+        volumes.append({"name": "model", "persistentVolumeClaim": claim})
     if source.kind != "zoo":
-        volumes.append(
-            {"name": "signature", "configMap": {"name": signature_configmap_name(zoo, model)}}
-        )
+        mounts.append({"name": "model", "mountPath": GRAPH_MOUNT, "readOnly": True})
+        signature = {"name": signature_configmap_name(zoo, model)}
+        volumes.append({"name": "signature", "configMap": signature})
         mounts.append({"name": "signature", "mountPath": SIGNATURE_MOUNT, "readOnly": True})
     if model.auth:
-        volumes.append(
-            {
-                "name": "auth",
-                "secret": {
-                    "secretName": model.auth.secret_name,
-                    # Only the one key, under a fixed name.
-                    "items": [{"key": model.auth.key, "path": TOKEN_FILE.rsplit("/", 1)[1]}],
-                    "defaultMode": AUTH_FILE_MODE,
-                },
-            }
-        )
+        secret = {
+            "secretName": model.auth.secret_name,
+            # Only the one key, under a fixed name.
+            "items": [{"key": model.auth.key, "path": TOKEN_FILE.rsplit("/", 1)[1]}],
+            "defaultMode": AUTH_FILE_MODE,
+        }
+        volumes.append({"name": "auth", "secret": secret})
         mounts.append({"name": "auth", "mountPath": AUTH_MOUNT, "readOnly": True})
+    return volumes, mounts
 
+
+def _fetch_container(model: ModelSpec, image: str, pull: str) -> dict[str, Any]:
+    """The init container that downloads a `source.url` graph into the `model` volume."""
+    return {
+        "name": "fetch-model",
+        "image": image,
+        "imagePullPolicy": pull,
+        # A console script of the image, so moving its module changes no manifest.
+        "command": ["modelzoo-fetch"],
+        "args": fetch_args(model),
+        "env": [{"name": "HOME", "value": "/tmp"}],
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"memory": "512Mi"},
+        },
+        "securityContext": _container_security(),
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "model", "mountPath": GRAPH_MOUNT},
+        ],
+    }
+
+
+def _server_container(
+    model: ModelSpec, settings: Settings, image: str, pull: str, mounts: list[dict[str, Any]]
+) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": "server",
         "image": image,
@@ -291,67 +309,60 @@ def deployment(zoo: ZooSpec, model: ModelSpec, settings: Settings) -> Manifest:
         "env": [{"name": "HOME", "value": "/tmp"}],
         "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
         "resources": resources(model, settings),
-        "startupProbe": _probe(
-            model, "/v2/health/live", 5, 2, max(1, math.ceil(settings.startup_seconds / 5))
-        ),
-        "readinessProbe": _probe(model, "/v2/health/ready", 5, 2, 3),
-        "livenessProbe": _probe(model, "/v2/health/live", 10, 3, 3),
+        **_probes(model, settings),
         "securityContext": _container_security(),
         "volumeMounts": mounts,
     }
     if settings.prestop_seconds > 0:
         # Endpoints take a moment to drop a terminating pod: keep serving, then drain.
         container["lifecycle"] = {"preStop": {"sleep": {"seconds": settings.prestop_seconds}}}
+    return container
 
+
+def _pod_spec(zoo: ZooSpec, model: ModelSpec, settings: Settings) -> dict[str, Any]:
+    image = zoo.image or settings.image_for(model.gpu)
+    pull = zoo.image_pull_policy or settings.image_pull_policy
+    volumes, mounts = _volumes(zoo, model)
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": 10001,
-            "runAsGroup": 10001,
-            "fsGroup": 10001,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": _pod_security(),
         "terminationGracePeriodSeconds": settings.termination_grace_seconds,
-        "containers": [container],
+        "containers": [_server_container(model, settings, image, pull, mounts)],
         "volumes": volumes,
     }
-    if init_containers:
-        pod_spec["initContainers"] = init_containers
-    node_selector = {
-        **(settings.gpu_node_selector if model.gpu > 0 else {}),
-        **model.node_selector,
-    }
-    if node_selector:
-        pod_spec["nodeSelector"] = dict(node_selector)
-    tolerations = _tolerations(model, settings)
-    if tolerations:
-        pod_spec["tolerations"] = tolerations
-    if model.affinity:
-        pod_spec["affinity"] = dict(model.affinity)
+    if model.source.kind == "url":
+        pod_spec["initContainers"] = [_fetch_container(model, image, pull)]
+    return {**pod_spec, **_scheduling(model, settings)}
 
+
+def _pod_annotations(model: ModelSpec) -> dict[str, str]:
     annotations = {
         "prometheus.io/scrape": "true",
         "prometheus.io/port": str(PORT),
         "prometheus.io/path": "/metrics",
     }
-    if source.kind != "zoo":
+    if model.source.kind != "zoo":
         annotations[CONFIG_HASH] = config_hash(model)
-    strategy = (
+    return annotations
+
+
+def _rolling_update(model: ModelSpec) -> dict[str, int]:
+    if model.gpu > 0:
         # A GPU is scarce: replace pods in place rather than asking for one more GPU.
-        {"maxSurge": 0, "maxUnavailable": 1}
-        if model.gpu > 0
-        else {"maxSurge": 1, "maxUnavailable": 0}
-    )
+        return {"maxSurge": 0, "maxUnavailable": 1}
+    return {"maxSurge": 1, "maxUnavailable": 0}
+
+
+def deployment(zoo: ZooSpec, model: ModelSpec, settings: Settings) -> Manifest:
     spec: dict[str, Any] = {
         "selector": {"matchLabels": selector_labels(zoo, model)},
         "revisionHistoryLimit": 3,
         "progressDeadlineSeconds": settings.startup_seconds + 60,
-        "strategy": {"type": "RollingUpdate", "rollingUpdate": strategy},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": _rolling_update(model)},
         "template": {
-            "metadata": {"labels": labels(zoo, model), "annotations": annotations},
-            "spec": pod_spec,
+            "metadata": {"labels": labels(zoo, model), "annotations": _pod_annotations(model)},
+            "spec": _pod_spec(zoo, model, settings),
         },
     }
     if model.autoscaling is None:
@@ -361,7 +372,7 @@ def deployment(zoo: ZooSpec, model: ModelSpec, settings: Settings) -> Manifest:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _metadata(zoo, model, name),
+        "metadata": _metadata(zoo, model, child_name(zoo.name, model.name)),
         "spec": spec,
     }
 
@@ -481,8 +492,3 @@ def model_children(zoo: ZooSpec, model: ModelSpec, settings: Settings) -> list[M
         horizontal_pod_autoscaler(zoo, model),
     ]
     return [m for m in built if m is not None]
-
-
-def children(zoo: ZooSpec, settings: Settings) -> list[Manifest]:
-    """Every object the zoo's workable models need."""
-    return [m for model in zoo.models for m in model_children(zoo, model, settings)]

@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from modelzoo_models.contract import CATALOG_FILE, MODEL_DIR
+
 PREFIX = "MODELZOO_OPERATOR_"
 
 DEFAULT_IMAGE = "ghcr.io/modelzoo/modelzoo:0.1.0"
-# Where the image bakes the zoo (`modelzoo-models build --out /opt/modelzoo/models`).
-DEFAULT_MODEL_DIR = "/opt/modelzoo/models"
 # The NVIDIA device plugin's resource, the GPU Operator's node label and the usual taint.
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
 DEFAULT_GPU_NODE_SELECTOR = {"nvidia.com/gpu.present": "true"}
@@ -34,9 +34,9 @@ class Settings:
     # Image for models with gpu > 0 (the `tensorflow[and-cuda]` build); defaults to `image`.
     gpu_image: str = ""
     image_pull_policy: str = "IfNotPresent"
-    model_dir: str = DEFAULT_MODEL_DIR
+    model_dir: str = MODEL_DIR
     # The built catalog in the image; `zoo_entries` overrides it (a comma list).
-    catalog: str = DEFAULT_MODEL_DIR + "/catalog.json"
+    catalog: str = f"{MODEL_DIR}/{CATALOG_FILE}"
     zoo_entries: tuple[str, ...] = ()
     gpu_resource: str = DEFAULT_GPU_RESOURCE
     gpu_node_selector: Mapping[str, str] = field(

@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from modelzoo_models.contract import TASKS, ModelRecord, RecordError
+
 GROUP = "modelzoo.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 KIND = "ModelZoo"
 PLURAL = "modelzoos"
 
-TASKS = ("face-detection", "object-detection", "image-classification", "tensor")
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -74,12 +75,9 @@ class Autoscaling:
 class ModelSpec:
     name: str
     source: Source
-    task: str = ""
-    # What the server's --signature file holds for non-zoo models: inputs/outputs and
-    # the optional preprocessing and labels.
-    signature: Mapping[str, Any] | None = None
-    preprocessing: Mapping[str, Any] | None = None
-    labels: tuple[str, ...] = ()
+    # A graph from `source`: its record (task, signature, preprocessing, labels), checked
+    # by the contract the server reads its --signature file with. None for zoo entries.
+    record: ModelRecord | None = None
     replicas: int = 1
     gpu: int = 0
     resources: Mapping[str, Any] = field(default_factory=dict)
@@ -113,27 +111,27 @@ class ZooSpec:
 
 
 @dataclass(frozen=True)
-class Catalog:
-    """Which zoo entries the image carries (None: unknown, so not checked)."""
+class ZooEntryNames:
+    """The names of the zoo entries the image carries (None: unknown, so not checked)."""
 
-    entries: frozenset[str] | None
+    names: frozenset[str] | None
     origin: str
 
     def check(self, zoo: str) -> None:
-        if self.entries is not None and zoo not in self.entries:
-            known = ", ".join(sorted(self.entries)) or "none"
+        if self.names is not None and zoo not in self.names:
+            known = ", ".join(sorted(self.names)) or "none"
             raise SpecError(f"unknown zoo entry {zoo!r}; this image's zoo has: {known}")
 
 
-def load_catalog(catalog_path: str, zoo_entries: Sequence[str] = ()) -> Catalog:
+def load_zoo_entry_names(catalog_path: str, zoo_entries: Sequence[str] = ()) -> ZooEntryNames:
     """The entries named in settings, else those of the built catalog.json, else unknown."""
     if zoo_entries:
-        return Catalog(frozenset(zoo_entries), "MODELZOO_OPERATOR_ZOO_ENTRIES")
+        return ZooEntryNames(frozenset(zoo_entries), "MODELZOO_OPERATOR_ZOO_ENTRIES")
     try:
         records = json.loads(Path(catalog_path).read_text())["models"]
-        return Catalog(frozenset(str(r["name"]) for r in records), catalog_path)
+        return ZooEntryNames(frozenset(str(r["name"]) for r in records), catalog_path)
     except (OSError, ValueError, KeyError, TypeError):
-        return Catalog(None, f"{catalog_path} (unreadable: zoo entries are not checked)")
+        return ZooEntryNames(None, f"{catalog_path} (unreadable: zoo entries are not checked)")
 
 
 def child_name(zoo: str, model: str) -> str:
@@ -184,12 +182,7 @@ def _auth(raw: Mapping[str, Any] | None) -> Auth | None:
     return auth
 
 
-def _model(
-    zoo_name: str,
-    model: Mapping[str, Any],
-    catalog: Catalog,
-    zoo_auth: Mapping[str, Any] | None = None,
-) -> ModelSpec:
+def _name(zoo_name: str, model: Mapping[str, Any]) -> str:
     name = str(model.get("name") or "")
     if not DNS1123_LABEL.match(name):
         raise SpecError(f"model name {name!r} is not a DNS-1123 label")
@@ -198,62 +191,101 @@ def _model(
             f"`{child_name(zoo_name, name)}` (zoo name + model name) is too long: the two "
             f"together may have at most {63 - _SUFFIX - 1} characters"
         )
-    source = _source(model)
-    signature = model.get("signature")
-    task = str(model.get("task") or "")
+    return name
+
+
+def _record(
+    model: Mapping[str, Any], name: str, source: Source, entry_names: ZooEntryNames
+) -> ModelRecord | None:
+    """A zoo entry brings its own record; a graph from `source` must name its task and
+    signature, and what it gives must be a record the server accepts."""
     if source.kind == "zoo":
-        catalog.check(source.zoo)
-        if signature or task or model.get("preprocessing") or model.get("labels"):
+        entry_names.check(source.zoo)
+        if any(model.get(key) for key in ("signature", "task", "preprocessing", "labels")):
             raise SpecError(
                 "a zoo entry carries its own task, signature, preprocessing and labels; "
                 "remove them or use `source`"
             )
-    else:
-        if not signature or not signature.get("inputs") or not signature.get("outputs"):
-            raise SpecError("a model from `source` needs `signature` with inputs and outputs")
-        if task not in TASKS:
-            raise SpecError(f"a model from `source` needs `task`, one of {', '.join(TASKS)}")
-    batching = model.get("batching")
-    autoscaling = model.get("autoscaling")
-    scaling = None
-    if autoscaling:
-        scaling = Autoscaling(
-            min_replicas=int(autoscaling.get("minReplicas", 1)),
-            max_replicas=int(autoscaling["maxReplicas"]),
-            target_inflight=int(autoscaling.get("targetInflight", 4)),
-        )
-        if scaling.min_replicas > scaling.max_replicas:
-            raise SpecError("autoscaling.minReplicas is larger than maxReplicas")
+        return None
+    signature = model.get("signature")
+    if not signature or not signature.get("inputs") or not signature.get("outputs"):
+        raise SpecError("a model from `source` needs `signature` with inputs and outputs")
+    if str(model.get("task") or "") not in TASKS:
+        raise SpecError(f"a model from `source` needs `task`, one of {', '.join(TASKS)}")
+    document = {
+        "task": model["task"],
+        "signature": signature,
+        "preprocessing": model.get("preprocessing") or {},
+        "labels": model.get("labels") or [],
+        # The user's batching block asserts the graph takes a leading batch dimension.
+        "batchable": bool(model.get("batching")),
+    }
+    try:
+        return ModelRecord.from_json(document, name=name)
+    except RecordError as exc:
+        raise SpecError(str(exc)) from None
+
+
+def _autoscaling(raw: Mapping[str, Any] | None) -> Autoscaling | None:
+    if not raw:
+        return None
+    scaling = Autoscaling(
+        min_replicas=int(raw.get("minReplicas", 1)),
+        max_replicas=int(raw["maxReplicas"]),
+        target_inflight=int(raw.get("targetInflight", 4)),
+    )
+    if scaling.min_replicas > scaling.max_replicas:
+        raise SpecError("autoscaling.minReplicas is larger than maxReplicas")
+    return scaling
+
+
+def _counts(model: Mapping[str, Any]) -> tuple[int, int]:
+    """(replicas, gpus per pod)."""
     replicas, gpu = int(model.get("replicas", 1)), int(model.get("gpu", 0))
     if replicas < 0 or gpu < 0:
         raise SpecError("replicas and gpu must not be negative")
+    return replicas, gpu
+
+
+def _batching(raw: Mapping[str, Any] | None) -> Batching | None:
+    if not raw:
+        return None
+    return Batching(
+        max_batch_size=int(raw.get("maxBatchSize", 8)),
+        max_delay_ms=float(raw.get("maxDelayMs", 5)),
+    )
+
+
+def _model(
+    zoo_name: str,
+    model: Mapping[str, Any],
+    entry_names: ZooEntryNames,
+    zoo_auth: Mapping[str, Any] | None = None,
+) -> ModelSpec:
+    name = _name(zoo_name, model)
+    source = _source(model)
+    record = _record(model, name, source, entry_names)
+    autoscaling = _autoscaling(model.get("autoscaling"))
+    replicas, gpu = _counts(model)
     return ModelSpec(
         name=name,
         source=source,
-        task=task,
-        signature=signature or None,
-        preprocessing=model.get("preprocessing") or None,
-        labels=tuple(str(x) for x in model.get("labels") or ()),
+        record=record,
         replicas=replicas,
         gpu=gpu,
         resources=dict(model.get("resources") or {}),
         node_selector=dict(model.get("nodeSelector") or {}),
         tolerations=tuple(model.get("tolerations") or ()),
         affinity=dict(model.get("affinity") or {}),
-        batching=Batching(
-            max_batch_size=int(batching.get("maxBatchSize", 8)),
-            max_delay_ms=float(batching.get("maxDelayMs", 5)),
-        )
-        if batching
-        else None,
-        autoscaling=scaling,
+        batching=_batching(model.get("batching")),
+        autoscaling=autoscaling,
         max_inflight=int(model["maxInflight"]) if model.get("maxInflight") else None,
         # A model's own `auth` replaces the zoo's.
         auth=_auth(model.get("auth") or zoo_auth),
     )
 
 
-def parse_zoo(body: Mapping[str, Any], catalog: Catalog) -> ZooSpec:
+def parse_zoo(body: Mapping[str, Any], entry_names: ZooEntryNames) -> ZooSpec:
     """Parse a ModelZoo object; models that cannot work are listed in `problems`."""
     meta = body.get("metadata") or {}
     spec = body.get("spec") or {}
@@ -274,7 +306,7 @@ def parse_zoo(body: Mapping[str, Any], catalog: Catalog) -> ZooSpec:
             if model_name in seen:
                 raise SpecError(f"model name {model_name!r} appears twice")
             seen.add(model_name)
-            models.append(_model(name, raw, catalog, spec.get("auth")))
+            models.append(_model(name, raw, entry_names, spec.get("auth")))
         except (SpecError, KeyError, TypeError, ValueError, AttributeError) as exc:
             problems[model_name] = str(exc) if isinstance(exc, SpecError) else f"bad spec: {exc!r}"
     return ZooSpec(

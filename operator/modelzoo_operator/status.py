@@ -11,7 +11,7 @@ from typing import Any
 
 from modelzoo_operator.builders import model_url
 from modelzoo_operator.settings import Settings
-from modelzoo_operator.spec import ZooSpec
+from modelzoo_operator.spec import ModelSpec, ZooSpec
 
 READY, PROGRESSING, DEGRADED = "Ready", "Progressing", "Degraded"
 PHASE_PENDING, PHASE_PROGRESSING, PHASE_READY, PHASE_FAILED = (
@@ -63,11 +63,10 @@ def _condition(
     reason: str,
     message: str,
     generation: int,
-    previous: Mapping[str, Mapping[str, Any]],
+    before: Mapping[str, Any],
     now: str,
 ) -> dict[str, Any]:
     status = "True" if true else "False"
-    before = previous.get(kind) or {}
     # The transition time moves only when the status flips.
     since = before.get("lastTransitionTime") if before.get("status") == status else None
     return {
@@ -78,6 +77,76 @@ def _condition(
         "observedGeneration": generation,
         "lastTransitionTime": since or now,
     }
+
+
+def _model_entry(
+    zoo: ZooSpec,
+    name: str,
+    model: ModelSpec | None,
+    deployment: Mapping[str, Any] | None,
+    failure: str | None,
+    settings: Settings,
+) -> dict[str, Any]:
+    """One model's line of `status.models`."""
+    entry: dict[str, Any] = {"name": name, "replicas": 0, "readyReplicas": 0}
+    if failure or model is None:
+        entry.update(phase=PHASE_FAILED, message=failure or "cannot be served")
+        return entry
+    floor = model.autoscaling.min_replicas if model.autoscaling else 0
+    phase, message, desired, ready = deployment_phase(deployment, floor)
+    if deployment is None:
+        desired = model.min_replicas
+    entry.update(
+        replicas=desired,
+        readyReplicas=ready,
+        url=model_url(zoo, model, settings),
+        phase=phase,
+        message=message,
+    )
+    return entry
+
+
+def _listing(entries: list[dict[str, Any]]) -> str:
+    return "; ".join(f"{m['name']}: {m['message']}" for m in entries)
+
+
+def _conditions(
+    models: list[dict[str, Any]], generation: int, previous: Mapping[str, Any] | None, now: str
+) -> list[dict[str, Any]]:
+    """Ready, Progressing and Degraded, from the models' phases."""
+    failed = [m for m in models if m["phase"] == PHASE_FAILED]
+    waiting = [m for m in models if m["phase"] in (PHASE_PENDING, PHASE_PROGRESSING)]
+    ready = [m for m in models if m["phase"] == PHASE_READY]
+    all_ready = len(ready) == len(models) and bool(models)
+    not_ready = "ModelsFailed" if failed else "ModelsNotReady"
+    # (type, is true, (reason, message) when true, (reason, message) when false)
+    table = (
+        (
+            READY,
+            all_ready,
+            ("AllModelsReady", "every model has its ready replicas"),
+            (not_ready, _listing(failed + waiting) or "no models"),
+        ),
+        (
+            PROGRESSING,
+            bool(waiting),
+            ("RollingOut", _listing(waiting)),
+            ("Settled", "no model is rolling out"),
+        ),
+        (
+            DEGRADED,
+            bool(failed),
+            ("ModelsFailed", _listing(failed)),
+            ("AllModelsWorkable", "every model can be served"),
+        ),
+    )
+    before = {c.get("type"): c for c in (previous or {}).get("conditions") or ()}
+    conditions = []
+    for kind, true, if_true, if_false in table:
+        reason, message = if_true if true else if_false
+        was = before.get(kind) or {}
+        conditions.append(_condition(kind, true, reason, message, generation, was, now))
+    return conditions
 
 
 def zoo_status(
@@ -94,78 +163,26 @@ def zoo_status(
     names to why they cannot work (spec problems, a missing PVC, a refused apply).
     """
     by_name = {m.name: m for m in zoo.models}
-    models: list[dict[str, Any]] = []
-    gpus = 0
-    for name in zoo.all_names:
-        model = by_name.get(name)
-        failure = failures.get(name) or zoo.problems.get(name)
-        entry: dict[str, Any] = {"name": name, "replicas": 0, "readyReplicas": 0}
-        if failure or model is None:
-            entry.update(phase=PHASE_FAILED, message=failure or "cannot be served")
-        else:
-            floor = model.autoscaling.min_replicas if model.autoscaling else 0
-            phase, message, desired, ready = deployment_phase(deployments.get(name), floor)
-            if deployments.get(name) is None:
-                desired = model.min_replicas
-            entry.update(
-                replicas=desired,
-                readyReplicas=ready,
-                url=model_url(zoo, model, settings),
-                phase=phase,
-                message=message,
-            )
-            gpus += model.gpu * desired
-        models.append(entry)
-
-    failed = [m for m in models if m["phase"] == PHASE_FAILED]
-    waiting = [m for m in models if m["phase"] in (PHASE_PENDING, PHASE_PROGRESSING)]
-    ready = [m for m in models if m["phase"] == PHASE_READY]
-    prev = {c.get("type"): c for c in (previous or {}).get("conditions") or ()}
-    gen = zoo.generation
-
-    def listing(items: list[dict[str, Any]]) -> str:
-        return "; ".join(f"{m['name']}: {m['message']}" for m in items)
-
-    all_ready = len(ready) == len(models) and bool(models)
-    conditions = [
-        _condition(
-            READY,
-            all_ready,
-            "AllModelsReady" if all_ready else ("ModelsFailed" if failed else "ModelsNotReady"),
-            "every model has its ready replicas"
-            if all_ready
-            else listing(failed + waiting) or "no models",
-            gen,
-            prev,
-            now,
-        ),
-        _condition(
-            PROGRESSING,
-            bool(waiting),
-            "RollingOut" if waiting else "Settled",
-            listing(waiting) if waiting else "no model is rolling out",
-            gen,
-            prev,
-            now,
-        ),
-        _condition(
-            DEGRADED,
-            bool(failed),
-            "ModelsFailed" if failed else "AllModelsWorkable",
-            listing(failed) if failed else "every model can be served",
-            gen,
-            prev,
-            now,
-        ),
+    models = [
+        _model_entry(
+            zoo,
+            name,
+            by_name.get(name),
+            deployments.get(name),
+            failures.get(name) or zoo.problems.get(name),
+            settings,
+        )
+        for name in zoo.all_names
     ]
+    gpus = sum(by_name[m["name"]].gpu * m["replicas"] for m in models if m["phase"] != PHASE_FAILED)
     urls = [m["url"] for m in models if m.get("url")]
     return {
-        "observedGeneration": gen,
+        "observedGeneration": zoo.generation,
         "modelNames": ",".join(zoo.all_names),
-        "ready": f"{len(ready)}/{len(models)}",
+        "ready": f"{sum(m['phase'] == PHASE_READY for m in models)}/{len(models)}",
         "gpus": gpus,
         "urls": ",".join(urls),
-        "conditions": conditions,
+        "conditions": _conditions(models, zoo.generation, previous, now),
         "models": models,
     }
 

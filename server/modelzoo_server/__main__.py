@@ -12,16 +12,16 @@ from concurrent.futures import ThreadPoolExecutor
 
 from aiohttp import web
 
+from modelzoo_models.contract import RecordError, Unservable
 from modelzoo_server.app import create_app
 from modelzoo_server.appkeys import DRAIN, MODEL
 from modelzoo_server.auth import TokenFile
-from modelzoo_server.errors import RefusedGraph
 from modelzoo_server.imaging import ImageLimits
 from modelzoo_server.metrics import Metrics
 from modelzoo_server.model import ServedModel
+from modelzoo_server.model_entry import ModelEntry, from_catalog, from_files
 from modelzoo_server.runtime import configure_threads
 from modelzoo_server.settings import Settings, parse_settings
-from modelzoo_server.zoo import EntryError, ModelEntry, from_catalog, from_files
 
 log = logging.getLogger("modelzoo")
 
@@ -30,7 +30,7 @@ def resolve_entry(settings: Settings) -> ModelEntry:
     if settings.zoo:
         entry = from_catalog(settings.model_dir, settings.zoo, settings.name)
         if settings.sha256 and entry.sha256 and settings.sha256.lower() != entry.sha256:
-            raise EntryError(f"--sha256 does not match the catalog's sha256 for {settings.zoo!r}")
+            raise RecordError(f"--sha256 does not match the catalog's sha256 for {settings.zoo!r}")
         return entry
     assert settings.graph is not None and settings.signature is not None
     return from_files(settings.graph, settings.signature, settings.name, settings.sha256)
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         model = build_model(settings, Metrics(), executor)
-    except (RefusedGraph, EntryError) as exc:
+    except Unservable as exc:
         print(f"modelzoo-server: refusing to serve: {exc}", file=sys.stderr)
         return 2
     try:

@@ -16,6 +16,7 @@ from modelzoo_server.errors import ModelZooError
 from modelzoo_server.model import ServedModel
 from modelzoo_server.routes import metrics as metrics_routes
 from modelzoo_server.routes import native, page, v2
+from modelzoo_server.routes.access import Access, access_of
 from modelzoo_server.settings import Settings
 
 log = logging.getLogger("modelzoo.http")
@@ -69,20 +70,15 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     return response
 
 
-# Endpoints that run the model; with a token file they always need a bearer token.
-INFERENCE_ROUTES = frozenset(
-    {"/infer", "/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"}
-)
-# Always open: the page is static, and its own calls to /infer carry the token.
-PUBLIC_ROUTES = frozenset({"/"})
-
-
 def auth_middleware(tokens: TokenFile, scope: str):
+    """Bearer tokens by each route's declared access (routes/access.py); `scope` "all" also
+    guards metadata, health and metrics. A path no route matches is metadata: a 404."""
+
     @web.middleware
     async def check_token(request: web.Request, handler: Handler) -> web.StreamResponse:
-        resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else ""
-        if route in INFERENCE_ROUTES or (scope == "all" and route not in PUBLIC_ROUTES):
+        matched = request.match_info.route.resource is not None
+        kind = access_of(request.match_info.handler) if matched else Access.METADATA
+        if kind is Access.INFERENCE or (scope == "all" and kind is Access.METADATA):
             tokens.check(request.headers.get("Authorization"))
         return await handler(request)
 

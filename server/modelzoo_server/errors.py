@@ -1,4 +1,6 @@
-"""Typed errors; one middleware (app.py) maps them to HTTP status codes and JSON bodies."""
+"""Typed errors of a request; one middleware (app.py) maps them to HTTP status codes and
+JSON bodies. A model that cannot be served at all raises modelzoo_models.contract.Unservable
+(RefusedGraph, RecordError, ...) before the server starts."""
 
 from __future__ import annotations
 
@@ -47,7 +49,3 @@ class ModelNotReady(ModelZooError):
     def __init__(self, message: str, retry_after: int = 1) -> None:
         super().__init__(message)
         self.headers = {"Retry-After": str(retry_after)}
-
-
-class RefusedGraph(Exception):
-    """A graph file that must not be loaded: the reason names the offending op or check."""

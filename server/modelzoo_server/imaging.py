@@ -48,9 +48,10 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Imag
                 f"image is {width}×{height} pixels, over the cap of {limits.max_pixels} pixels "
                 f"or {limits.max_side} per side"
             )
-        if getattr(image, "n_frames", 1) > 1:
-            raise InvalidInput("animated images are not supported: send a single frame")
         try:
+            # Counting frames parses the rest of a GIF/WEBP: a broken one fails here.
+            if getattr(image, "n_frames", 1) > 1:
+                raise InvalidInput("animated images are not supported: send a single frame")
             image.load()
             ImageOps.exif_transpose(image, in_place=True)  # no copy of upright photos
             return _to_rgb(image)

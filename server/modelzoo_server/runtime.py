@@ -7,7 +7,6 @@ callers on the event loop hand it to an executor.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from modelzoo_server.errors import InvalidInput, RefusedGraph
-from modelzoo_server.graph_policy import GraphLimits, check_graph
+from modelzoo_models.contract import RefusedGraph, sha256_file
+from modelzoo_models.graph_policy import GraphLimits, check_graph
+from modelzoo_server.errors import InvalidInput
 from modelzoo_server.signature import FeedLimits, Signature, validate_feeds
 
 
@@ -48,11 +48,11 @@ def read_graph_def(path: Path, sha256: str | None, limits: LoadLimits = LoadLimi
         raise RefusedGraph(f"cannot read graph {path}: {exc.strerror}") from exc
     if size > limits.max_file_bytes:
         raise RefusedGraph(f"graph file is {size} bytes, over the cap of {limits.max_file_bytes}")
-    data = path.read_bytes()
     if sha256:
-        actual = hashlib.sha256(data).hexdigest()
+        actual = sha256_file(path)
         if actual != sha256.lower():
             raise RefusedGraph(f"sha256 mismatch: expected {sha256.lower()}, file has {actual}")
+    data = path.read_bytes()
     graph_def = graph_pb2.GraphDef()
     try:
         graph_def.ParseFromString(data)

@@ -8,9 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelzoo_models.contract import MODEL_DIR
 from modelzoo_server.cpu import available_cpus
-
-DEFAULT_MODEL_DIR = "/opt/modelzoo/models"  # where the image bakes the zoo
 
 
 @dataclass(frozen=True)
@@ -68,7 +67,7 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     model.add_argument(
         "--model-dir",
         type=Path,
-        default=default("model-dir", DEFAULT_MODEL_DIR),
+        default=default("model-dir", MODEL_DIR),
         help="folder with the built zoo and catalog.json",
     )
     model.add_argument(

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from modelzoo_models.contract import ModelRecord, TensorRecord
 from modelzoo_server.errors import InvalidInput
 
 # KServe V2 datatype names ⇄ numpy dtypes.
@@ -41,13 +42,13 @@ class TensorSpec:
         return NUMPY_TO_V2[self.dtype]
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> TensorSpec:
+    def from_record(cls, record: TensorRecord) -> TensorSpec:
         return cls(
-            name=str(data["name"]),
-            dtype=np.dtype(data["dtype"]),
-            shape=tuple(int(d) for d in data["shape"]),
-            tensor=str(data.get("tensor") or f"{data['name']}:0"),
-            range=tuple(float(v) for v in data["range"]) if data.get("range") else None,
+            name=record.name,
+            dtype=np.dtype(record.dtype),
+            shape=record.shape,
+            tensor=record.tensor,
+            range=record.range,
         )
 
     def as_v2_metadata(self) -> dict[str, Any]:
@@ -60,14 +61,16 @@ class Signature:
     outputs: tuple[TensorSpec, ...]
 
     @classmethod
+    def from_record(cls, record: ModelRecord) -> Signature:
+        return cls(
+            inputs=tuple(TensorSpec.from_record(t) for t in record.inputs),
+            outputs=tuple(TensorSpec.from_record(t) for t in record.outputs),
+        )
+
+    @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Signature:
-        try:
-            return cls(
-                inputs=tuple(TensorSpec.from_json(t) for t in data["inputs"]),
-                outputs=tuple(TensorSpec.from_json(t) for t in data["outputs"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"bad signature: {exc}") from exc
+        """`{"inputs": [...], "outputs": [...]}`, checked by the contract (RecordError)."""
+        return cls.from_record(ModelRecord.from_json({"signature": data}, name="signature"))
 
     def input(self, name: str) -> TensorSpec:
         for spec in self.inputs:

@@ -19,6 +19,8 @@ from modelzoo_server.errors import InvalidInput
 from modelzoo_server.signature import NUMPY_TO_V2, V2_DTYPES
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
+# A server holds one model, always answered as this version (V2's `model_version`).
+MODEL_VERSION = "1"
 MAX_ELEMENTS = 1 << 28
 
 
@@ -196,7 +198,11 @@ def encode_infer_response(
         else:
             entry["data"] = array.reshape(-1).tolist()
         outputs_json.append(entry)
-    header: dict[str, Any] = {"model_name": model, "model_version": "1", "outputs": outputs_json}
+    header: dict[str, Any] = {
+        "model_name": model,
+        "model_version": MODEL_VERSION,
+        "outputs": outputs_json,
+    }
     if request.id is not None:
         header["id"] = request.id
     head = json.dumps(header, separators=(",", ":")).encode()

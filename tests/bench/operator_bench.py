@@ -7,9 +7,7 @@ zoo holds one small CPU model, so the simulated nodes can place hundreds of them
 
 from __future__ import annotations
 
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -17,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.cluster import harness
-from tests.servers import free_port, stop, wait_ready
+from tests.operator_process import run_operator
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION, PLURAL = "modelzoo.dev", "v1alpha1", "modelzoos"
@@ -66,33 +64,6 @@ def _peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def _start_operator(cluster: harness.Cluster, workdir: Path) -> subprocess.Popen:
-    port = free_port()
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(workdir),
-        "KUBECONFIG": str(cluster.kubeconfig),
-        "MODELZOO_OPERATOR_ZOO_ENTRIES": "mtcnn,mobilenet,centernet,nsfw,emotion",
-        "MODELZOO_OPERATOR_HEALTH_PORT": str(port),
-        "MODELZOO_OPERATOR_IMAGE": "registry.invalid/modelzoo:bench",
-    }
-    log = workdir / "operator.log"
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "modelzoo_operator"],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=workdir,
-        )
-    try:
-        wait_ready(f"http://127.0.0.1:{port}", process, log, timeout=120, path="/healthz")
-    except BaseException:
-        stop(process, grace=5)
-        raise
-    return process
-
-
 def measure(single_runs: int, mass_zoos: int, say=print) -> OperatorFigures:
     from kubernetes import client, config
 
@@ -103,8 +74,11 @@ def measure(single_runs: int, mass_zoos: int, say=print) -> OperatorFigures:
         workdir = Path(tmp)
         cluster.kubectl("apply", "-f", str(ROOT / "crds" / "modelzoo.yaml"))
         cluster.kubectl("create", "namespace", NAMESPACE)
-        operator = _start_operator(cluster, workdir)
-        try:
+        with run_operator(
+            cluster.kubeconfig,
+            workdir,
+            {"MODELZOO_OPERATOR_IMAGE": "registry.invalid/modelzoo:bench"},
+        ) as operator:
             api = client.CustomObjectsApi(config.new_client_from_config(str(cluster.kubeconfig)))
 
             def get(name: str) -> dict:
@@ -138,8 +112,6 @@ def measure(single_runs: int, mass_zoos: int, say=print) -> OperatorFigures:
                 say(f"operator: {ready}/{mass_zoos} zoos Ready after {elapsed:.0f} s")
                 time.sleep(1.0)
             peak = _peak_rss_mib(operator.pid)
-        finally:
-            stop(operator, grace=30)
     return OperatorFigures(
         single_runs=single_runs,
         single_p50_s=statistics.median(single),

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from modelzoo_server.imaging import decode_image, to_array
-from modelzoo_server.zoo import ModelEntry
+from modelzoo_server.model_entry import ModelEntry
 from tests.bench.loadgen import Load, drive_threads
 from tests.servers import free_port, stop, wait_ready
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from modelzoo_server.cpu import available_cpus
 from modelzoo_server.model import can_batch
-from modelzoo_server.zoo import EntryError, from_catalog
+from modelzoo_server.model_entry import RecordError, from_catalog
 from tests.bench import inprocess, peers, served, venvs
 from tests.bench.loadgen import HttpRequest, Load, drive_http
 from tests.bench.plan import CLASSIFIER, FACES, KSERVE_MODELS, MEMORY_MODEL, Plan
@@ -146,7 +146,7 @@ def models_section(ctx: Context) -> None:
     for name in ctx.plan.models:
         try:
             entry = from_catalog(ctx.model_dir, name)
-        except EntryError as exc:
+        except RecordError as exc:
             ctx.skipped.append((f"model {name}", f"not in the built catalog: {exc}"))
             ctx.log(f"skipping {name}: {exc}")
             continue
@@ -292,7 +292,7 @@ def memory_section(ctx: Context) -> None:
         return
     try:
         entry = from_catalog(ctx.model_dir, MEMORY_MODEL)
-    except EntryError as exc:
+    except RecordError as exc:
         ctx.skipped.append(("resident memory", f"{MEMORY_MODEL} not in the catalog: {exc}"))
         return
     work = workload(entry)

@@ -14,9 +14,9 @@ from functools import cache
 import numpy as np
 
 from modelzoo_server.imaging import decode_image, to_array
+from modelzoo_server.model_entry import ModelEntry
 from modelzoo_server.signature import NUMPY_TO_V2
 from modelzoo_server.tasks import TASKS
-from modelzoo_server.zoo import ModelEntry
 from tests import photos
 from tests.bench.loadgen import HttpRequest
 

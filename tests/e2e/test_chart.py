@@ -4,14 +4,15 @@ rendered manifest valid for the pinned Kubernetes, install, `helm test`, the CRD
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
 import yaml
 
-from tests.e2e.operator_fixtures import *  # noqa: F403  (fixtures and helpers)
-from tests.e2e.operator_fixtures import CHART, RELEASE, RELEASE_NAMESPACE, get_json
-from tests.unit.test_operator_openapi import k8s_errors
+from tests.cluster_tools.k8s_openapi import k8s_errors
+from tests.e2e.kube import can_i, get_json
+from tests.e2e.operators import CHART, RELEASE, RELEASE_NAMESPACE
 
 pytestmark = pytest.mark.e2e
 
@@ -112,12 +113,9 @@ def test_a_namespaced_install_works_next_to_the_cluster_wide_one(cluster, chart,
             "--set", f"watchNamespaces={{{namespace}}}", "--wait", "--timeout", "180s",
         )  # fmt: skip
         get_json(cluster, "kopfpeering", f"{release}-modelzoo", "-n", namespace)
-        subject = f"system:serviceaccount:{namespace}:{release}-modelzoo"
-
-        def can(*args: str) -> bool:
-            out = cluster.kubectl("auth", "can-i", "--as", subject, *args, check=False)
-            return out.stdout.strip() == "yes"
-
+        can = functools.partial(
+            can_i, cluster, f"system:serviceaccount:{namespace}:{release}-modelzoo"
+        )
         assert can("patch", "deployments.apps", "-n", namespace)
         assert not can("patch", "deployments.apps", "-n", "default")
         assert can("patch", f"kopfpeerings.kopf.dev/{release}-modelzoo", "-n", namespace)

@@ -13,13 +13,12 @@ import pytest
 import yaml
 
 from tests.cluster import harness
+from tests.e2e.kube import CPU_NODES, GPU_NODES, apply, eventually, get_json
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_CHART = ROOT / "tests" / "cluster" / "testdata" / "tiny-chart"
-GPU_NODES = {n for n, (cap, _, _) in harness.NODES.items() if harness.GPU_RESOURCE in cap}
-CPU_NODES = set(harness.NODES) - GPU_NODES
 WAIT = "240s"  # a busy 2-core machine
 
 
@@ -48,27 +47,8 @@ def deployment(name: str, *, replicas: int = 1, gpu: int = 0, tolerate_gpu: bool
     }
 
 
-def apply(cluster, ns: str, obj: dict) -> None:
-    cluster.kubectl("apply", "-n", ns, "-f", "-", input=json.dumps(obj))
-
-
-def get_json(cluster, *args) -> dict:
-    return json.loads(cluster.kubectl("get", *args, "-o", "json").stdout)
-
-
 def pods_of(cluster, ns: str, app: str) -> list[dict]:
     return get_json(cluster, "pods", "-n", ns, "-l", f"app={app}")["items"]
-
-
-def wait_until(predicate, timeout: float = 240, what: str = "condition"):
-    end = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(1)
 
 
 def test_kubectl_version_reports_the_pinned_release(cluster):
@@ -115,8 +95,10 @@ def test_gpu_deployment_with_toleration_runs_on_a_gpu_node(cluster, namespace):
 
 def test_gpu_deployment_without_toleration_stays_pending(cluster, namespace):
     apply(cluster, namespace, deployment("gpu-no-tol", gpu=1))
-    pod = wait_until(
-        lambda: (pods_of(cluster, namespace, "gpu-no-tol") or [None])[0], what="the pod"
+    pod = eventually(
+        lambda: (pods_of(cluster, namespace, "gpu-no-tol") or [None])[0],
+        timeout=240,
+        what="the pod",
     )
     name = pod["metadata"]["name"]
 
@@ -131,7 +113,7 @@ def test_gpu_deployment_without_toleration_stays_pending(cluster, namespace):
         )["items"]
         return events
 
-    events = wait_until(failed_scheduling, what="a FailedScheduling event")
+    events = eventually(failed_scheduling, timeout=240, what="a FailedScheduling event")
     message = events[0]["message"]
     assert "2 Insufficient nvidia.com/gpu" in message, message  # the CPU nodes
     assert "2 node(s) had untolerated taint" in message, message  # the GPU nodes
@@ -171,7 +153,7 @@ def test_deleting_a_deployment_garbage_collects_replicaset_and_pods(cluster, nam
         rs = get_json(cluster, "replicasets", "-n", namespace, "-l", "app=gc")["items"]
         return not rs and not pods_of(cluster, namespace, "gc")
 
-    wait_until(all_gone, what="the ReplicaSet and Pods to be garbage-collected")
+    eventually(all_gone, timeout=240, what="the ReplicaSet and Pods to be garbage-collected")
 
 
 def test_helm_install_and_uninstall_a_tiny_chart(cluster, namespace):
@@ -191,8 +173,9 @@ def test_helm_install_and_uninstall_a_tiny_chart(cluster, namespace):
     assert json.loads(cluster.helm("list", "-n", namespace, "-o", "json").stdout) == []
     gone = cluster.kubectl("get", "configmap", "tiny-config", "-n", namespace, check=False)
     assert gone.returncode != 0 and "NotFound" in gone.stderr
-    wait_until(
+    eventually(
         lambda: not get_json(cluster, "deployments", "-n", namespace)["items"],
+        timeout=240,
         what="the chart's Deployment to go",
     )
 

@@ -1,11 +1,12 @@
 """The operator against the real control plane (kwok nodes: 2 CPU, 2 GPU with the taint).
 
-The operator runs locally as the chart's ServiceAccount (operator_fixtures.py). Every
+The operator runs locally as the chart's ServiceAccount (operators.py). Every
 assertion reads the cluster; waits are `kubectl wait` or polling reads with timeouts.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -14,46 +15,28 @@ import yaml
 from modelzoo_operator import builders
 from modelzoo_operator.settings import Settings
 from modelzoo_operator.spec import parse_zoo
-from tests.cluster import harness
-from tests.e2e.operator_fixtures import *  # noqa: F403  (fixtures and helpers)
-from tests.e2e.operator_fixtures import (
-    DRIFT_INTERVAL,
-    EXAMPLE,
-    WAIT,
-    LocalOperator,
+from tests.e2e.kube import (
+    CPU_NODES,
+    GPU_NODES,
     apply,
+    can_i,
     eventually,
     get_json,
+    kubectl_wait,
+    names,
+    wait_for_zoo,
     zoo_manifest,
 )
-from tests.unit.test_operator_openapi import CATALOG, SAMPLES, SHA, SIGNATURE, zoo_body
+from tests.e2e.operators import DRIFT_INTERVAL, ROOT, LocalOperator
+from tests.samples import CATALOG, SAMPLES, SHA, SIGNATURE, zoo_body
 
 pytestmark = pytest.mark.e2e
-
-GPU_NODES = {n for n, (cap, _, _) in harness.NODES.items() if harness.GPU_RESOURCE in cap}
-CPU_NODES = set(harness.NODES) - GPU_NODES
-
-
-def wait_ready(cluster, namespace: str, zoo: str) -> dict:
-    result = cluster.kubectl(
-        "wait", f"modelzoo/{zoo}", "-n", namespace, "--for=condition=Ready", f"--timeout={WAIT}",
-        timeout=240, check=False,
-    )  # fmt: skip
-    if result.returncode != 0:
-        status = get_json(cluster, "modelzoo", zoo, "-n", namespace).get("status")
-        pods = cluster.kubectl("get", "pods,pvc,events", "-n", namespace, check=False).stdout
-        pytest.fail(f"{zoo} not Ready: {result.stderr}\nstatus: {status}\n{pods}")
-    return get_json(cluster, "modelzoo", zoo, "-n", namespace)
+EXAMPLE = ROOT / "docs" / "examples" / "modelzoo.yaml"
 
 
 def pods(cluster, namespace: str, zoo: str, model: str) -> list[dict]:
     selector = f"modelzoo.dev/zoo={zoo},modelzoo.dev/model={model}"
     return get_json(cluster, "pods", "-n", namespace, "-l", selector)["items"]
-
-
-def names(cluster, kind: str, namespace: str, zoo: str) -> set[str]:
-    items = get_json(cluster, kind, "-n", namespace, "-l", f"modelzoo.dev/zoo={zoo}")["items"]
-    return {i["metadata"]["name"] for i in items}
 
 
 def bound_claim(cluster, namespace: str, name: str) -> None:
@@ -74,10 +57,7 @@ def bound_claim(cluster, namespace: str, name: str) -> None:
         "spec": {"accessModes": ["ReadOnlyMany"], "storageClassName": "", "volumeName": volume,
                  "resources": {"requests": {"storage": "1Gi"}}},
     })  # fmt: skip
-    cluster.kubectl(
-        "wait", f"pvc/{name}", "-n", namespace, "--for=jsonpath={.status.phase}=Bound",
-        "--timeout=60s", timeout=90,
-    )  # fmt: skip
+    kubectl_wait(cluster, namespace, "jsonpath={.status.phase}=Bound", f"pvc/{name}", timeout=60)
 
 
 def condition(zoo: dict, kind: str) -> dict:
@@ -86,7 +66,7 @@ def condition(zoo: dict, kind: str) -> dict:
 
 def test_the_sample_zoo_becomes_ready_with_gpu_and_cpu_placement(cluster, operator, namespace):
     cluster.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
-    zoo = wait_ready(cluster, namespace, "demo")
+    zoo = wait_for_zoo(cluster, namespace, "demo")
 
     assert names(cluster, "deployments", namespace, "demo") == {"demo-faces", "demo-classify"}
     assert names(cluster, "services", namespace, "demo") == {"demo-faces", "demo-classify"}
@@ -117,18 +97,17 @@ def test_the_sample_zoo_becomes_ready_with_gpu_and_cpu_placement(cluster, operat
 
 def test_changes_follow_the_spec_and_drift_is_repaired(cluster, operator, namespace):
     cluster.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
-    wait_ready(cluster, namespace, "demo")
+    wait_for_zoo(cluster, namespace, "demo")
 
     # replicas: the Deployment follows
     cluster.kubectl(
         "patch", "mz", "demo", "-n", namespace, "--type=json",
         "-p", '[{"op": "replace", "path": "/spec/models/1/replicas", "value": 3}]',
     )  # fmt: skip
-    cluster.kubectl(
-        "wait", "deployment/demo-classify", "-n", namespace,
-        "--for=jsonpath={.status.readyReplicas}=3", f"--timeout={WAIT}", timeout=240,
-    )  # fmt: skip
-    zoo = wait_ready(cluster, namespace, "demo")
+    kubectl_wait(
+        cluster, namespace, "jsonpath={.status.readyReplicas}=3", "deployment/demo-classify"
+    )
+    zoo = wait_for_zoo(cluster, namespace, "demo")
     assert {m["name"]: m["readyReplicas"] for m in zoo["status"]["models"]}["classify"] == 3
     assert names(cluster, "poddisruptionbudgets", namespace, "demo") == {"demo-classify"}
 
@@ -148,10 +127,9 @@ def test_changes_follow_the_spec_and_drift_is_repaired(cluster, operator, namesp
     # hand edits of fields the operator sets are undone by the drift timer
     cluster.kubectl("scale", "deployment/demo-classify", "-n", namespace, "--replicas=7")
     cluster.kubectl("set", "image", "deployment/demo-classify", "-n", namespace, "server=evil:1")
-    cluster.kubectl(
-        "wait", "deployment/demo-classify", "-n", namespace,
-        "--for=jsonpath={.spec.replicas}=3", "--timeout=60s", timeout=90,
-    )  # fmt: skip
+    kubectl_wait(
+        cluster, namespace, "jsonpath={.spec.replicas}=3", "deployment/demo-classify", timeout=60
+    )
 
     def image() -> str:
         deployment = get_json(cluster, "deployment", "demo-classify", "-n", namespace)
@@ -165,11 +143,10 @@ def test_changes_follow_the_spec_and_drift_is_repaired(cluster, operator, namesp
         "patch", "mz", "demo", "-n", namespace, "--type=json",
         "-p", '[{"op": "remove", "path": "/spec/models/0"}]',
     )  # fmt: skip
-    cluster.kubectl(
-        "wait", "--for=delete", "deployment/demo-faces", "service/demo-faces", "-n", namespace,
-        "--timeout=60s", timeout=90,
-    )  # fmt: skip
-    zoo = wait_ready(cluster, namespace, "demo")
+    kubectl_wait(
+        cluster, namespace, "delete", "deployment/demo-faces", "service/demo-faces", timeout=60
+    )
+    zoo = wait_for_zoo(cluster, namespace, "demo")
     assert [m["name"] for m in zoo["status"]["models"]] == ["classify"]
     assert zoo["status"]["gpus"] == 0
 
@@ -195,16 +172,15 @@ def test_changes_follow_the_spec_and_drift_is_repaired(cluster, operator, namesp
 
 def test_deleting_the_zoo_garbage_collects_everything(cluster, operator, namespace):
     cluster.kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
-    wait_ready(cluster, namespace, "demo")
+    wait_for_zoo(cluster, namespace, "demo")
     assert get_json(cluster, "modelzoo", "demo", "-n", namespace)["metadata"].get("finalizers") in (
         None,
         [],
     ), "no finalizer: deletion never waits for the operator"
     cluster.kubectl("delete", "modelzoo", "demo", "-n", namespace, "--timeout=60s", timeout=90)
-    cluster.kubectl(
-        "wait", "--for=delete", "deployment/demo-faces", "deployment/demo-classify",
+    kubectl_wait(
+        cluster, namespace, "delete", "deployment/demo-faces", "deployment/demo-classify",
         "service/demo-faces", "service/demo-classify", "pdb/demo-classify",
-        "-n", namespace, f"--timeout={WAIT}", timeout=240,
     )  # fmt: skip
     eventually(
         lambda: (
@@ -263,11 +239,7 @@ def test_an_unworkable_zoo_is_degraded_with_a_warning_and_others_are_served(
         {"name": "fine", "zoo": "nsfw"},
     )  # fmt: skip
     apply(cluster, namespace, broken)
-    cluster.kubectl(
-        "wait", "modelzoo/broken", "-n", namespace, "--for=condition=Degraded",
-        f"--timeout={WAIT}", timeout=240,
-    )  # fmt: skip
-    zoo = get_json(cluster, "modelzoo", "broken", "-n", namespace)
+    zoo = wait_for_zoo(cluster, namespace, "broken", "Degraded")
     message = condition(zoo, "Degraded")["message"]
     assert "unknown zoo entry 'resnet'" in message
     assert "PersistentVolumeClaim 'missing' not found" in message
@@ -288,7 +260,7 @@ def test_an_unworkable_zoo_is_degraded_with_a_warning_and_others_are_served(
 
     # the operator keeps serving other zoos, and does not crash or storm
     apply(cluster, namespace, zoo_manifest("healthy", {"name": "m", "zoo": "mobilenet"}))
-    wait_ready(cluster, namespace, "healthy")
+    wait_for_zoo(cluster, namespace, "healthy")
     assert operator.alive()
     after_sweeps = get_json(
         cluster, "events", "-n", namespace,
@@ -327,7 +299,7 @@ def test_pods_are_admitted_in_a_restricted_namespace(cluster, operator, namespac
     )  # fmt: skip
     bound_claim(cluster, namespace, "graphs")
     apply(cluster, namespace, zoo)
-    wait_ready(cluster, namespace, "locked")
+    wait_for_zoo(cluster, namespace, "locked")
     assert len(pods(cluster, namespace, "locked", "faces")) == 1
     assert len(pods(cluster, namespace, "locked", "custom")) == 2, "the HPA's minReplicas"
     assert len(pods(cluster, namespace, "locked", "onpvc")) == 2
@@ -347,7 +319,7 @@ def test_pods_are_admitted_in_a_restricted_namespace(cluster, operator, namespac
 def test_built_manifests_pass_the_api_servers_validation(cluster, chart, namespace):
     """Server-side dry run of every builder branch (besides the operator applying them)."""
     zoo = parse_zoo(zoo_body(*SAMPLES.values(), namespace=namespace), CATALOG)
-    manifests = builders.children(zoo, Settings())
+    manifests = [m for model in zoo.models for m in builders.model_children(zoo, model, Settings())]
     items = {"apiVersion": "v1", "kind": "List", "items": manifests}
     result = cluster.kubectl(
         "apply", "--dry-run=server", "--server-side", "--field-manager=e2e", "-f", "-",
@@ -369,7 +341,7 @@ def test_the_operator_restarted_mid_reconcile_converges_without_duplicates(
     )
     operator.kill()  # mid-reconcile: some children applied, the status not written
     operator.start(priority=200 + operator.starts)  # above the dead peer's, so no pause
-    zoo = wait_ready(cluster, namespace, "big")
+    zoo = wait_for_zoo(cluster, namespace, "big")
     assert zoo["status"]["ready"] == "10/10"
     deployments = get_json(cluster, "deployments", "-n", namespace, "-l", "modelzoo.dev/zoo=big")
     assert sorted(d["metadata"]["name"] for d in deployments["items"]) == sorted(
@@ -404,7 +376,7 @@ def test_a_second_replica_stands_by_and_takes_over(
         )
         assert operator.identity in peers
         apply(cluster, namespace, zoo_manifest("first", {"name": "m", "zoo": "mobilenet"}))
-        wait_ready(cluster, namespace, "first")
+        wait_for_zoo(cluster, namespace, "first")
         assert "Resuming operations" not in standby.output(), "the standby stays paused"
         assert "Handler 'reconcile'" not in standby.output(), "the standby did not act"
         operator.stop()  # a graceful exit leaves the peering at once
@@ -412,7 +384,7 @@ def test_a_second_replica_stands_by_and_takes_over(
             lambda: "Resuming operations" in standby.output(), 90, "the standby to take over"
         )
         apply(cluster, namespace, zoo_manifest("second", {"name": "m", "zoo": "nsfw"}))
-        wait_ready(cluster, namespace, "second")
+        wait_for_zoo(cluster, namespace, "second")
         assert "Handler 'reconcile' succeeded" in standby.output()
     finally:
         standby.stop()
@@ -424,10 +396,7 @@ def test_the_operator_acts_with_the_charts_service_account_only(cluster, chart, 
     assert "token" in yaml.safe_load(operator.kubeconfig.read_text())["users"][0]["user"]
     assert "client-certificate-data" not in operator.kubeconfig.read_text()
     subject = f"system:serviceaccount:{chart.namespace}:{chart.service_account}"
-
-    def can(*args: str) -> bool:
-        result = cluster.kubectl("auth", "can-i", "--as", subject, *args, check=False)
-        return result.stdout.strip() == "yes"
+    can = functools.partial(can_i, cluster, subject)
 
     assert can("patch", "deployments.apps", "-n", "anywhere")
     assert can("patch", "modelzoos.modelzoo.dev/status", "-n", "anywhere")

@@ -1,5 +1,5 @@
 """Operator faults on the real control plane (the private, audited cluster of
-operator_fixtures.py, so the session's shared cluster never sees its API server go away):
+audit.py, so the session's shared cluster never sees its API server go away):
 
 * the API server restarted under the running operator: it reconnects, a later change
   converges;
@@ -29,19 +29,19 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from tests.e2e.operator_fixtures import *  # noqa: F403  (fixtures and helpers)
-from tests.e2e.operator_fixtures import (
-    DRIFT_INTERVAL,
+from tests.e2e.audit import AuditedCluster, audit_stamp
+from tests.e2e.kube import (
     WAIT,
-    AuditedCluster,
-    LocalOperator,
     apply,
-    audit_stamp,
     eventually,
     get_json,
+    kubectl_wait,
+    namespace_state,
+    wait_for_zoo,
     zoo_manifest,
 )
-from tests.unit.test_operator_openapi import SHA, SIGNATURE
+from tests.e2e.operators import DRIFT_INTERVAL, LocalOperator
+from tests.samples import SHA, SIGNATURE
 
 pytestmark = pytest.mark.e2e
 NO_SWEEP = {"MODELZOO_OPERATOR_DRIFT_INTERVAL": "3600"}
@@ -67,46 +67,23 @@ def start(audited: AuditedCluster, operators: list, name: str, env=None, server=
     return op, jti
 
 
-def kubectl(audited: AuditedCluster, *args, **kwargs):
-    return audited.cluster.kubectl(*args, **kwargs)
+def explainer(audited: AuditedCluster, namespace: str, *ops: LocalOperator):
+    """What a failed wait needs to be understood: the namespace's objects and events, the
+    tail of each operator's log, and the control plane's."""
 
+    def explain() -> str:
+        logs = "\n".join(f"--- {op.workdir.name}\n{op.output()[-3000:]}" for op in ops)
+        state = namespace_state(audited.cluster, namespace)
+        return f"{state}\n{logs}\n{audited.cluster.logs_tail(6)}"
 
-def explain(audited: AuditedCluster, namespace: str, *ops: LocalOperator) -> str:
-    """What a failed wait needs to be understood: the namespace's objects and events, and
-    the tail of each operator's log."""
-    state = kubectl(
-        audited, "get", "modelzoos,deployments,replicasets,pods,events", "-n", namespace,
-        "-o", "wide", check=False,
-    )  # fmt: skip
-    logs = "\n".join(f"--- {op.workdir.name}\n{op.output()[-3000:]}" for op in ops)
-    cluster = audited.cluster.logs_tail(6)
-    return f"{state.stdout}{state.stderr}\n{logs}\n{cluster}"
-
-
-def wait_jsonpath(
-    audited: AuditedCluster, namespace: str, target: str, condition: str, *ops: LocalOperator
-) -> None:
-    result = kubectl(
-        audited, "wait", target, "-n", namespace, f"--for=jsonpath={condition}",
-        f"--timeout={WAIT}", timeout=240, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, f"{target} {condition}: {result.stderr}\n" + explain(
-        audited, namespace, *ops
-    )
+    return explain
 
 
 def wait_ready(
-    audited: AuditedCluster, namespace: str, zoo: str, timeout: int = 180, ops=()
+    audited: AuditedCluster, namespace: str, zoo: str, timeout: int = WAIT, ops=()
 ) -> dict:
-    result = kubectl(
-        audited, "wait", f"modelzoo/{zoo}", "-n", namespace, "--for=condition=Ready",
-        f"--timeout={timeout}s", timeout=timeout + 60, check=False,
-    )  # fmt: skip
-    found = get_json(audited.cluster, "modelzoo", zoo, "-n", namespace)
-    assert result.returncode == 0, f"{zoo} not Ready: {found.get('status')}\n" + explain(
-        audited, namespace, *ops
-    )
-    return found
+    explain = explainer(audited, namespace, *ops)
+    return wait_for_zoo(audited.cluster, namespace, zoo, timeout=timeout, explain=explain)
 
 
 def labelled(audited: AuditedCluster, namespace: str, zoo: str) -> dict[str, list[dict]]:
@@ -118,7 +95,7 @@ def labelled(audited: AuditedCluster, namespace: str, zoo: str) -> dict[str, lis
 
 
 def api_server_ready(audited: AuditedCluster) -> bool:
-    return kubectl(audited, "get", "--raw", "/readyz", check=False, timeout=20).returncode == 0
+    return audited.kubectl("get", "--raw", "/readyz", check=False, timeout=20).returncode == 0
 
 
 def alive(pid: int) -> bool:
@@ -206,15 +183,18 @@ def test_the_operator_reconnects_after_the_api_server_restarts(
     assert audited.api_server_pid() != pid
 
     # Changes made afterwards reach the operator only through its (re-opened) watches.
-    kubectl(
-        audited, "patch", "mz", "steady", "-n", ns, "--type=json",
+    audited.kubectl(
+        "patch", "mz", "steady", "-n", ns, "--type=json",
         "-p", '[{"op": "replace", "path": "/spec/models/0/replicas", "value": 2}]',
     )  # fmt: skip
     apply(audited.cluster, ns, zoo_manifest("fresh", {"name": "m", "zoo": "nsfw"}))
     old_service = get_json(audited.cluster, "service", "steady-m", "-n", ns)["metadata"]["uid"]
-    kubectl(audited, "delete", "service", "steady-m", "-n", ns)
+    audited.kubectl("delete", "service", "steady-m", "-n", ns)
 
-    wait_jsonpath(audited, ns, "deployment/steady-m", "{.status.readyReplicas}=2", op)
+    kubectl_wait(
+        audited.cluster, ns, "jsonpath={.status.readyReplicas}=2", "deployment/steady-m",
+        explain=explainer(audited, ns, op),
+    )  # fmt: skip
     eventually(
         lambda: (
             (z := get_json(audited.cluster, "modelzoo", "steady", "-n", ns))["status"].get(
@@ -348,8 +328,8 @@ def relay(audited) -> Iterator[FreezingRelay]:
 
 
 def created_within(audited, namespace: str, name: str, seconds: int) -> bool:
-    result = kubectl(
-        audited, "wait", "--for=create", f"deployment/{name}", "-n", namespace,
+    result = audited.kubectl(
+        "wait", "--for=create", f"deployment/{name}", "-n", namespace,
         f"--timeout={seconds}s", timeout=seconds + 30, check=False,
     )  # fmt: skip
     return result.returncode == 0
@@ -426,11 +406,11 @@ def test_a_zoo_deleted_while_its_children_are_made_leaves_no_orphans(
         name = f"race-{len(doomed)}"
         doomed.append(name)
         apply(audited.cluster, ns, zoo_manifest(name, *race_models()))
-        kubectl(audited, "delete", "mz", name, "-n", ns, "--wait=false")
+        audited.kubectl("delete", "mz", name, "-n", ns, "--wait=false")
     # A name used again: the old zoo's children (uid A) may still be there when the new
     # zoo (uid B) is applied; in the end B owns one of each, and nothing is owned by A.
     apply(audited.cluster, ns, zoo_manifest("again", *race_models()))
-    kubectl(audited, "delete", "mz", "again", "-n", ns, "--wait=false")
+    audited.kubectl("delete", "mz", "again", "-n", ns, "--wait=false")
     eventually(
         lambda: not get_json(audited.cluster, "modelzoos", "-n", ns)["items"],
         60, "the deleted zoos to be gone",
@@ -496,11 +476,14 @@ def test_two_replicas_at_once_make_each_object_once_with_one_status_writer(
     models = [{"name": f"m{i}", "zoo": "mobilenet", "replicas": 2} for i in range(3)]
     apply(audited.cluster, ns, zoo_manifest("pair", *models))
     zoo = wait_ready(audited, ns, "pair")
-    kubectl(
-        audited, "patch", "mz", "pair", "-n", ns, "--type=json",
+    audited.kubectl(
+        "patch", "mz", "pair", "-n", ns, "--type=json",
         "-p", '[{"op": "replace", "path": "/spec/models/0/replicas", "value": 3}]',
     )  # fmt: skip
-    wait_jsonpath(audited, ns, "deployment/pair-m0", "{.status.readyReplicas}=3", active)
+    kubectl_wait(
+        audited.cluster, ns, "jsonpath={.status.readyReplicas}=3", "deployment/pair-m0",
+        explain=explainer(audited, ns, active),
+    )  # fmt: skip
     zoo = wait_ready(audited, ns, "pair")
     assert zoo["status"]["observedGeneration"] == zoo["metadata"]["generation"]
 

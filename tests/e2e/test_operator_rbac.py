@@ -1,4 +1,4 @@
-"""Security on the real control plane (the audited cluster of operator_fixtures.py, whose
+"""Security on the real control plane (the audited cluster of audit.py, whose
 chart has NetworkPolicies on): auth Secrets mounted and checked, NetworkPolicies per
 model, and the chart's RBAC compared with what the operator's ServiceAccount actually did,
 as the API server's audit log records it.
@@ -15,21 +15,18 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from tests.e2e.operator_fixtures import *  # noqa: F403  (fixtures and helpers)
-from tests.e2e.operator_fixtures import (
-    MONITORING,
-    RELEASE,
-    RELEASE_NAMESPACE,
-    WAIT,
-    AuditedCluster,
-    LocalOperator,
+from tests.e2e.audit import AuditedCluster, audit_stamp
+from tests.e2e.kube import (
     apply,
-    audit_stamp,
     eventually,
     get_json,
+    kubectl_wait,
+    names,
+    wait_for_zoo,
     zoo_manifest,
 )
-from tests.unit.test_operator_openapi import SHA, SIGNATURE
+from tests.e2e.operators import RELEASE, RELEASE_NAMESPACE, LocalOperator
+from tests.samples import MONITORING, SHA, SIGNATURE
 
 pytestmark = pytest.mark.e2e
 TOKEN = "e2e-very-secret-token-0451"  # the Secret's value: must never appear anywhere else
@@ -66,30 +63,11 @@ def op(audited: AuditedCluster, since: str) -> Iterator[LocalOperator]:
         started.stop()
 
 
-def kubectl(audited: AuditedCluster, *args, **kwargs):
-    return audited.cluster.kubectl(*args, **kwargs)
-
-
-def wait_for(audited: AuditedCluster, namespace: str, zoo: str, condition: str) -> dict:
-    result = kubectl(
-        audited, "wait", f"modelzoo/{zoo}", "-n", namespace, f"--for=condition={condition}",
-        f"--timeout={WAIT}", timeout=240, check=False,
-    )  # fmt: skip
-    found = get_json(audited.cluster, "modelzoo", zoo, "-n", namespace)
-    assert result.returncode == 0, f"{zoo} not {condition}: {found.get('status')}"
-    return found
-
-
 def secret(audited: AuditedCluster, namespace: str, name: str) -> None:
-    kubectl(
-        audited, "create", "secret", "generic", name, "-n", namespace,
+    audited.kubectl(
+        "create", "secret", "generic", name, "-n", namespace,
         f"--from-literal=tokens={TOKEN}",
     )  # fmt: skip
-
-
-def names(audited: AuditedCluster, kind: str, namespace: str, zoo: str) -> set[str]:
-    items = get_json(audited.cluster, kind, "-n", namespace, "-l", f"modelzoo.dev/zoo={zoo}")
-    return {i["metadata"]["name"] for i in items["items"]}
 
 
 def degraded_message(zoo: dict) -> str:
@@ -110,7 +88,7 @@ def test_a_zoo_with_auth_mounts_the_secret_and_passes_the_flag(audited, op, audi
     )  # fmt: skip
     zoo["spec"]["auth"] = {"secretName": "team-tokens"}
     apply(audited.cluster, ns, zoo)
-    found = wait_for(audited, ns, "locked", "Ready")
+    found = wait_for_zoo(audited.cluster, ns, "locked", "Ready")
     # The API server applied the CRD's defaults.
     assert found["spec"]["auth"] == {"secretName": "team-tokens", "key": "tokens",
                                      "scope": "inference"}  # fmt: skip
@@ -157,7 +135,7 @@ def test_a_missing_secret_is_degraded_with_an_event_naming_it(audited, op, audit
         {"name": "waiting", "zoo": "nsfw", "auth": {"secretName": "not-yet"}},
     )
     apply(audited.cluster, ns, zoo)
-    found = wait_for(audited, ns, "keyless", "Degraded")
+    found = wait_for_zoo(audited.cluster, ns, "keyless", "Degraded")
     message = degraded_message(found)
     assert f"Secret 'not-yet' (auth.secretName) not found in namespace '{ns}'" in message
     phases = {m["name"]: m["phase"] for m in found["status"]["models"]}
@@ -168,16 +146,16 @@ def test_a_missing_secret_is_degraded_with_an_event_naming_it(audited, op, audit
     )["items"]  # fmt: skip
     assert [w["reason"] for w in warnings] == ["Degraded"]
     assert "not-yet" in warnings[0]["message"]
-    assert "keyless-waiting" not in names(audited, "deployments", ns, "keyless")
+    assert "keyless-waiting" not in names(audited.cluster, "deployments", ns, "keyless")
     eventually(
-        lambda: "keyless-served" in names(audited, "deployments", ns, "keyless"),
+        lambda: "keyless-served" in names(audited.cluster, "deployments", ns, "keyless"),
         60, "the other model to be served",
     )  # fmt: skip
 
     # The Secret appears: the drift sweep finds it (the operator does not watch Secrets).
     secret(audited, ns, "not-yet")
-    wait_for(audited, ns, "keyless", "Ready")
-    assert "keyless-waiting" in names(audited, "deployments", ns, "keyless")
+    wait_for_zoo(audited.cluster, ns, "keyless", "Ready")
+    assert "keyless-waiting" in names(audited.cluster, "deployments", ns, "keyless")
 
 
 # ------------------------------------------------------------------ NetworkPolicy
@@ -187,8 +165,8 @@ def test_each_model_gets_a_networkpolicy_owned_by_its_zoo(audited, op, audited_n
         "fenced", {"name": "a", "zoo": "mobilenet"}, {"name": "b", "zoo": "nsfw", "replicas": 2}
     )
     apply(audited.cluster, ns, zoo)
-    found = wait_for(audited, ns, "fenced", "Ready")
-    assert names(audited, "networkpolicies", ns, "fenced") == {"fenced-a", "fenced-b"}
+    found = wait_for_zoo(audited.cluster, ns, "fenced", "Ready")
+    assert names(audited.cluster, "networkpolicies", ns, "fenced") == {"fenced-a", "fenced-b"}
     policy = get_json(audited.cluster, "networkpolicy", "fenced-b", "-n", ns)
     (owner,) = policy["metadata"]["ownerReferences"]
     assert (owner["kind"], owner["name"], owner["uid"]) == (
@@ -214,21 +192,19 @@ def test_each_model_gets_a_networkpolicy_owned_by_its_zoo(audited, op, audited_n
 
     # Deleted by hand: it comes back. Model removed: it goes. Zoo deleted: all go.
     old = policy["metadata"]["uid"]
-    kubectl(audited, "delete", "networkpolicy", "fenced-b", "-n", ns)
+    audited.kubectl("delete", "networkpolicy", "fenced-b", "-n", ns)
     eventually(
         lambda: get_json(audited.cluster, "networkpolicy", "fenced-b", "-n", ns)["metadata"]["uid"]
         != old,
         60, "the deleted NetworkPolicy to come back",
     )  # fmt: skip
-    kubectl(
-        audited, "patch", "mz", "fenced", "-n", ns, "--type=json",
+    audited.kubectl(
+        "patch", "mz", "fenced", "-n", ns, "--type=json",
         "-p", '[{"op": "remove", "path": "/spec/models/0"}]',
     )  # fmt: skip
-    kubectl(audited, "wait", "--for=delete", "networkpolicy/fenced-a", "-n", ns,
-            "--timeout=60s", timeout=90)  # fmt: skip
-    kubectl(audited, "delete", "mz", "fenced", "-n", ns, "--timeout=60s", timeout=90)
-    kubectl(audited, "wait", "--for=delete", "networkpolicy/fenced-b", "-n", ns,
-            f"--timeout={WAIT}", timeout=240)  # fmt: skip
+    kubectl_wait(audited.cluster, ns, "delete", "networkpolicy/fenced-a", timeout=60)
+    audited.kubectl("delete", "mz", "fenced", "-n", ns, "--timeout=60s", timeout=90)
+    kubectl_wait(audited.cluster, ns, "delete", "networkpolicy/fenced-b")
 
 
 # ------------------------------------------------------------------ RBAC vs the audit log
@@ -285,43 +261,41 @@ def test_the_rbac_grants_only_what_the_operator_uses(audited, op, since, audited
              "task": "tensor", "signature": SIGNATURE}  # fmt: skip
     plain = {"name": "plain", "zoo": "mobilenet"}
     apply(audited.cluster, ns, zoo_manifest("audit", full, claim, plain))
-    wait_for(audited, ns, "audit", "Degraded")  # the claim is missing: a Warning event
-    assert names(audited, "horizontalpodautoscalers", ns, "audit") == {"audit-full"}
-    assert names(audited, "poddisruptionbudgets", ns, "audit") == {"audit-full"}
+    wait_for_zoo(audited.cluster, ns, "audit", "Degraded")  # the claim is missing: a Warning event
+    assert names(audited.cluster, "horizontalpodautoscalers", ns, "audit") == {"audit-full"}
+    assert names(audited.cluster, "poddisruptionbudgets", ns, "audit") == {"audit-full"}
 
     # Update: the claim model goes (Ready, a Normal event); autoscaling goes (HPA and PDB
     # pruned).
     full_fixed = {k: v for k, v in full.items() if k != "autoscaling"}
     apply(audited.cluster, ns, zoo_manifest("audit", full_fixed, plain))
-    wait_for(audited, ns, "audit", "Ready")
+    wait_for_zoo(audited.cluster, ns, "audit", "Ready")
     eventually(
-        lambda: not names(audited, "horizontalpodautoscalers", ns, "audit")
-        and not names(audited, "poddisruptionbudgets", ns, "audit"),
+        lambda: not names(audited.cluster, "horizontalpodautoscalers", ns, "audit")
+        and not names(audited.cluster, "poddisruptionbudgets", ns, "audit"),
         60, "the HPA and PDB to be pruned",
     )  # fmt: skip
 
     # Drift: a deleted Service comes back, a hand-edited Deployment is put back.
     old = get_json(audited.cluster, "service", "audit-plain", "-n", ns)["metadata"]["uid"]
-    kubectl(audited, "delete", "service", "audit-plain", "-n", ns)
+    audited.kubectl("delete", "service", "audit-plain", "-n", ns)
     eventually(
         lambda: get_json(audited.cluster, "service", "audit-plain", "-n", ns)["metadata"]["uid"]
         != old,
         60, "the Service to come back",
     )  # fmt: skip
-    kubectl(audited, "scale", "deployment/audit-plain", "-n", ns, "--replicas=4")
-    kubectl(
-        audited, "wait", "deployment/audit-plain", "-n", ns, "--for=jsonpath={.spec.replicas}=1",
-        "--timeout=60s", timeout=90,
-    )  # fmt: skip
+    audited.kubectl("scale", "deployment/audit-plain", "-n", ns, "--replicas=4")
+    kubectl_wait(
+        audited.cluster, ns, "jsonpath={.spec.replicas}=1", "deployment/audit-plain", timeout=60
+    )
 
     # Delete a model (its ConfigMap, NetworkPolicy, Deployment, Service go), then the zoo.
     apply(audited.cluster, ns, zoo_manifest("audit", plain))
-    kubectl(
-        audited, "wait", "--for=delete", "configmap/audit-full-signature",
-        "networkpolicy/audit-full", "deployment/audit-full", "service/audit-full",
-        "-n", ns, "--timeout=60s", timeout=90,
+    kubectl_wait(
+        audited.cluster, ns, "delete", "configmap/audit-full-signature",
+        "networkpolicy/audit-full", "deployment/audit-full", "service/audit-full", timeout=60,
     )  # fmt: skip
-    kubectl(audited, "delete", "mz", "audit", "-n", ns, "--timeout=60s", timeout=90)
+    audited.kubectl("delete", "mz", "audit", "-n", ns, "--timeout=60s", timeout=90)
 
     # The drift sweep's peering check runs every few seconds: wait for one after all this.
     now = audit_stamp()

@@ -44,7 +44,9 @@ async def test_every_registered_route_is_documented(aiohttp_client, mtcnn_settin
     assert documented - registered == set()
 
 
-DOCUMENT = Path(__file__).resolve().parents[2] / "server" / "modelzoo_server" / "static" / "openapi.yaml"
+DOCUMENT = (
+    Path(__file__).resolve().parents[2] / "server" / "modelzoo_server" / "static" / "openapi.yaml"
+)
 SCHEMA = schemathesis.openapi.from_dict(yaml.safe_load(DOCUMENT.read_text()))
 OPERATIONS = {result.ok().label: result.ok() for result in SCHEMA.get_all_operations()}
 FUZZED: dict[str, int] = {}

@@ -26,7 +26,7 @@ import pytest
 
 from modelzoo_operator import builders
 from modelzoo_operator.settings import Settings
-from modelzoo_operator.spec import Catalog, parse_zoo
+from modelzoo_operator.spec import ZooEntryNames, parse_zoo
 from tests import photos
 from tests.servers import free_port, stop, wait_ready
 
@@ -34,14 +34,14 @@ pytestmark = pytest.mark.integration
 SETTINGS = Settings(drain_seconds=5)
 
 
-def build(model: dict, catalog: Catalog) -> tuple[dict, dict[str, dict]]:
+def build(model: dict, entry_names: ZooEntryNames) -> tuple[dict, dict[str, dict]]:
     body = {
         "metadata": {"name": "demo", "namespace": "ml", "uid": "u", "generation": 1},
         "spec": {"models": [model]},
     }
-    zoo = parse_zoo(body, catalog)
+    zoo = parse_zoo(body, entry_names)
     assert not zoo.problems, zoo.problems
-    manifests = {m["kind"]: m for m in builders.children(zoo, SETTINGS)}
+    manifests = {m["kind"]: m for m in builders.model_children(zoo, zoo.models[0], SETTINGS)}
     return manifests["Deployment"]["spec"]["template"]["spec"], manifests
 
 
@@ -122,7 +122,9 @@ def catalog_record(zoo_dir: Path, name: str) -> dict:
 
 
 def test_a_zoo_model_pod_serves_as_built(zoo_dir: Path, tmp_path: Path):
-    spec, _ = build({"name": "faces", "zoo": "mtcnn", "replicas": 1, "gpu": 0}, Catalog(None, ""))
+    spec, _ = build(
+        {"name": "faces", "zoo": "mtcnn", "replicas": 1, "gpu": 0}, ZooEntryNames(None, "")
+    )
     (container,) = spec["containers"]
     with running(container, {SETTINGS.model_dir: str(zoo_dir)}, tmp_path) as url:
         with urllib.request.urlopen(f"{url}/v2/health/live", timeout=5) as response:
@@ -147,17 +149,19 @@ def origin(zoo_dir: Path) -> Iterator[str]:
 
 def test_a_url_model_pod_fetches_checks_and_serves(zoo_dir: Path, tmp_path: Path, origin: str):
     record = catalog_record(zoo_dir, "mtcnn")
-    sha = hashlib.sha256((zoo_dir / record["file"]).read_bytes()).hexdigest()
+    (artifact,) = record["artifacts"]
+    graph = zoo_dir / artifact["file"]
+    sha = hashlib.sha256(graph.read_bytes()).hexdigest()
     model = {
         "name": "faces",
-        "source": {"url": f"{origin}/{record['file']}", "sha256": sha},
+        "source": {"url": f"{origin}/{artifact['file']}", "sha256": sha},
         "task": record["task"],
         "signature": record["signature"],
         "preprocessing": record["preprocessing"],
         "replicas": 1,
         "gpu": 0,
     }
-    spec, manifests = build(model, Catalog(None, ""))
+    spec, manifests = build(model, ZooEntryNames(None, ""))
     volumes = tmp_path / "models"
     config = tmp_path / "signature"
     config.mkdir()
@@ -172,7 +176,7 @@ def test_a_url_model_pod_fetches_checks_and_serves(zoo_dir: Path, tmp_path: Path
     )
     result = subprocess.run(fetch, env=container_env(init), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert (volumes / "model.pb").read_bytes() == (zoo_dir / record["file"]).read_bytes()
+    assert (volumes / "model.pb").read_bytes() == graph.read_bytes()
 
     (container,) = spec["containers"]
     with running(container, mapping, tmp_path) as url:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from modelzoo_operator import builders
-from modelzoo_operator.spec import Catalog
+from modelzoo_operator.spec import ZooEntryNames
 from tests import photos
 from tests.integration.test_pod_contract import (
     SETTINGS,
@@ -111,7 +111,7 @@ def running(container: dict, mapping: dict[str, str], tmp: Path) -> Iterator[tup
 
 def auth_pod(zoo_dir: Path, tmp_path: Path, scope: str) -> tuple[dict, dict[str, str]]:
     auth = {"secretName": "faces-tokens", "key": "api-tokens", "scope": scope}
-    spec, _ = build({"name": "faces", "zoo": "mtcnn", "auth": auth}, Catalog(None, ""))
+    spec, _ = build({"name": "faces", "zoo": "mtcnn", "auth": auth}, ZooEntryNames(None, ""))
     secret = {"api-tokens": f"# issued to the e2e client\n{TOKEN}\n", "other": "not mounted"}
     mapping = materialise_secret(spec, secret, tmp_path)
     (container,) = spec["containers"]

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from modelzoo_server.model_entry import ModelEntry, from_catalog
 from modelzoo_server.runtime import GraphModel, load_graph
 from modelzoo_server.tasks import TASKS, Task
-from modelzoo_server.zoo import ModelEntry, from_catalog
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,7 @@ def test_catalog_record(entry):
     assert entry.labels == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
     assert entry.signature.inputs[0].shape == (-1, 64, 64, 1)
     assert entry.batchable
-    assert entry.preprocessing["channels"] == "GRAY"
+    assert entry.preprocessing.channels == "GRAY"
 
 
 @pytest.mark.parametrize("name", FACES)

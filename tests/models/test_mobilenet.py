@@ -19,11 +19,12 @@ import pytest
 from PIL import Image
 
 from modelzoo_models import run_recipes
+from modelzoo_models.contract import Preprocessing, sha256_file
 from modelzoo_models.recipes import mobilenet
 from modelzoo_server.errors import InvalidInput
+from modelzoo_server.model_entry import ModelEntry
 from modelzoo_server.runtime import read_graph_def
 from modelzoo_server.tasks.image_classification import ImageClassification
-from modelzoo_server.zoo import ModelEntry
 from tests import photos
 
 pytestmark = pytest.mark.models
@@ -84,13 +85,9 @@ def test_catalog_record(entry: ModelEntry) -> None:
         ("probabilities", (-1, 1001)),
         ("logits", (-1, 1001)),
     ]
-    assert entry.preprocessing == {
-        "size": [224, 224],
-        "channels": "RGB",
-        "resize": "bilinear",
-        "scale": 1 / 127.5,
-        "offset": -1.0,
-    }
+    assert entry.preprocessing == Preprocessing(
+        size=(224, 224), channels="RGB", resize="bilinear", scale=1 / 127.5, offset=-1.0
+    )
     assert entry.info["origin"]["package"] == "nudity"
     assert entry.info["origin"]["version"] == "0.2.3"
     assert entry.sha256 == hashlib.sha256(entry.path.read_bytes()).hexdigest()
@@ -183,5 +180,5 @@ def test_build_is_deterministic(entry: ModelEntry, tmp_path: Path) -> None:
     digests = []
     for folder in ("one", "two"):
         run_recipes.build(tmp_path / folder, ["mobilenet"], log=lambda _m: None)
-        digests.append(run_recipes.sha256_of(tmp_path / folder / "mobilenet.pb"))
+        digests.append(sha256_file(tmp_path / folder / "mobilenet.pb"))
     assert digests[0] == digests[1] == entry.sha256

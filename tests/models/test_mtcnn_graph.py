@@ -37,8 +37,15 @@ def record(zoo_dir) -> dict:
 
 
 @pytest.fixture(scope="module")
-def model(zoo_dir, record):
-    return load_graph(zoo_dir / record["file"], record["signature"], sha256=record["sha256"])
+def graph_file(zoo_dir, record):
+    (artifact,) = record["artifacts"]
+    return zoo_dir / artifact["file"], artifact["sha256"]
+
+
+@pytest.fixture(scope="module")
+def model(graph_file, record):
+    path, sha256 = graph_file
+    return load_graph(path, record["signature"], sha256=sha256)
 
 
 @pytest.fixture(scope="module")
@@ -135,13 +142,13 @@ def test_faceless_image_gives_empty_outputs(model, package):
 @pytest.mark.parametrize(
     ("min_size", "factor"), [(0.0, 0.709), (0.01, 0.999), (20.0, 0.0), (20.0, -1.0), (20.0, 1.5)]
 )
-def test_absurd_parameters_stay_bounded(zoo_dir, record, min_size, factor):
+def test_absurd_parameters_stay_bounded(graph_file, record, min_size, factor):
     """The graph bounds its own work, even without the server's input ranges."""
     signature = {
         side: [{k: v for k, v in spec.items() if k != "range"} for spec in specs]
         for side, specs in record["signature"].items()
     }
-    unchecked = load_graph(zoo_dir / record["file"], signature)
+    unchecked = load_graph(graph_file[0], signature)
     flat = np.full((48, 64, 3), 128, np.float32)
     feeds = {**DEFAULTS, "input": flat, "min_size": np.float32(min_size)}
     assert_empty(unchecked.run({**feeds, "factor": np.float32(factor)}))
@@ -154,18 +161,18 @@ def test_the_server_refuses_absurd_parameters_before_the_graph(model):
 
 
 def test_signature_and_layout_are_in_the_catalog(record):
-    assert record["signature"] == MTCNN.as_json()["signature"]
-    assert record["outputs_layout"]["box"] == ["y1", "x1", "y2", "x2"]
-    assert record["outputs_layout"]["landmarks"][:5] == [
+    assert record["signature"] == MTCNN.record().to_json()["signature"]
+    assert record["notes"]["box"] == "y1, x1, y2, x2"
+    assert record["notes"]["landmarks"].split(", ")[:5] == [
         f"y_{p}" for p in ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
     ]
     assert record["preprocessing"]["channels"] == "BGR"
 
 
-def test_build_is_deterministic(tmp_path, record):
+def test_build_is_deterministic(tmp_path, graph_file):
     digests = []
     for folder in ("one", "two"):
         run_recipes.build(tmp_path / folder, ["mtcnn"], log=lambda message: None)
         digests.append(hashlib.sha256((tmp_path / folder / "mtcnn.pb").read_bytes()).hexdigest())
     assert digests[0] == digests[1]
-    assert digests[0] == record["sha256"], "the zoo cache holds the same bytes"
+    assert digests[0] == graph_file[1], "the zoo cache holds the same bytes"

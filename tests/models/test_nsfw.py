@@ -23,22 +23,28 @@ import numpy as np
 import pytest
 
 from modelzoo_models import run_recipes
+from modelzoo_models.contract import ModelRecord, Preprocessing, RecordError, sha256_file
 from modelzoo_models.npm_sources import node_modules
 from modelzoo_models.recipes import nsfw
+from modelzoo_server.model_entry import ModelEntry
 from modelzoo_server.runtime import read_graph_def
-from modelzoo_server.signature import Signature
 from modelzoo_server.tasks.image_classification import (
     ImageClassification,
 )
 from modelzoo_server.tasks.resize import resize_bilinear
-from modelzoo_server.zoo import ModelEntry
 from tests import photos
 
 pytestmark = pytest.mark.models
 ZOO_ENTRY = "nsfw"
 
 ATOL = 1e-4
-SCRIPT = Path(__file__).resolve().parents[2] / "models" / "reference" / "run_layers_model.js"
+SCRIPT = (
+    Path(__file__).resolve().parents[2]
+    / "models"
+    / "modelzoo_models"
+    / "reference"
+    / "run_layers_model.js"
+)
 PHOTOS = ("grace_hopper", "coffee", "chelsea")
 NEUTRAL = ("grace_hopper", "coffee")
 
@@ -105,13 +111,9 @@ def test_catalog_record(entry: ModelEntry) -> None:
     assert entry.labels == ("Drawing", "Hentai", "Neutral", "Porn", "Sexy")
     assert [(s.name, s.shape) for s in entry.signature.inputs] == [("input", (-1, 224, 224, 3))]
     assert [(s.name, s.shape) for s in entry.signature.outputs] == [("probabilities", (-1, 5))]
-    assert entry.preprocessing == {
-        "size": [224, 224],
-        "channels": "RGB",
-        "resize": "bilinear-align-corners",
-        "scale": 1 / 255,
-        "offset": 0.0,
-    }
+    assert entry.preprocessing == Preprocessing(
+        size=(224, 224), channels="RGB", resize="bilinear-align-corners", scale=1 / 255
+    )
     assert entry.info["origin"]["package"] == "nsfwjs"
     assert entry.info["origin"]["version"] == "4.4.0"
 
@@ -194,21 +196,19 @@ def test_align_corners_resize_is_tensorflows(size: tuple[int, int]) -> None:
 
 
 def _entry(**preprocessing) -> ModelEntry:
-    signature = Signature.from_json(
+    record = ModelRecord.from_json(
         {
-            "inputs": [{"name": "input", "dtype": "float32", "shape": [-1, 48, 32, -1]}],
-            "outputs": [{"name": "probabilities", "dtype": "float32", "shape": [-1, 3]}],
+            "name": "fake",
+            "task": "image-classification",
+            "signature": {
+                "inputs": [{"name": "input", "dtype": "float32", "shape": [-1, 48, 32, -1]}],
+                "outputs": [{"name": "probabilities", "dtype": "float32", "shape": [-1, 3]}],
+            },
+            "preprocessing": preprocessing,
+            "labels": ["a", "b", "c"],
         }
     )
-    return ModelEntry(
-        name="fake",
-        task="image-classification",
-        path=Path("/nonexistent"),
-        sha256=None,
-        signature=signature,
-        preprocessing=preprocessing,
-        labels=("a", "b", "c"),
-    )
+    return ModelEntry.of(record, Path("/nonexistent"), "fake", None)
 
 
 def test_gray_preprocessing_for_one_channel_models() -> None:
@@ -234,11 +234,12 @@ def test_gray_preprocessing_for_one_channel_models() -> None:
         {"resize": "lanczos"},
         {"size": [0, 10]},
         {"size": None},
+        {"range": [0, 255]},
     ],
 )
 def test_bad_preprocessing_is_refused_at_load(bad: dict) -> None:
     fields = {"size": [48, 32], "channels": "RGB", "resize": "bilinear", **bad}
-    with pytest.raises(ValueError):
+    with pytest.raises(RecordError):
         ImageClassification(_entry(**fields))
 
 
@@ -246,5 +247,5 @@ def test_build_is_deterministic(entry: ModelEntry, tmp_path: Path) -> None:
     digests = []
     for folder in ("one", "two"):
         run_recipes.build(tmp_path / folder, ["nsfw"], log=lambda _m: None)
-        digests.append(run_recipes.sha256_of(tmp_path / folder / "nsfw.pb"))
+        digests.append(sha256_file(tmp_path / folder / "nsfw.pb"))
     assert digests[0] == digests[1] == entry.sha256

@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
+from modelzoo_models.graph_policy import check_graph
 from modelzoo_models.recipes import tfjs_graph
-from modelzoo_server.graph_policy import check_graph
 from modelzoo_server.runtime import load_graph
 
 pytestmark = pytest.mark.models
@@ -281,7 +281,7 @@ def test_unsupported_op_is_named(tmp_path):
     m = ModelWriter()
     m.placeholder("x", (-1, 4))
     m.op("y", "MysteryTfjsOp", ["x"])
-    with pytest.raises(tfjs_graph.ConversionError, match=r"unsupported op 'MysteryTfjsOp'.*'y'"):
+    with pytest.raises(tfjs_graph.RecipeError, match=r"unsupported op 'MysteryTfjsOp'.*'y'"):
         tfjs_graph.convert(m.write(tmp_path))
 
 
@@ -291,7 +291,7 @@ def test_unsupported_fused_activation_is_named(tmp_path):
     m.weight("w", RNG.normal(size=(1, 1, 1, 1)))
     m.weight("b", RNG.normal(size=1))
     m.fused("y", "_FusedConv2D", ["x", "w", "b"], ["BiasAdd", "Swish"], **_conv_attrs())
-    with pytest.raises(tfjs_graph.ConversionError, match=r"unsupported fused op 'Swish'"):
+    with pytest.raises(tfjs_graph.RecipeError, match=r"unsupported fused op 'Swish'"):
         tfjs_graph.convert(m.write(tmp_path))
 
 
@@ -299,7 +299,7 @@ def test_op_outside_the_allowlist_is_refused(tmp_path):
     m = ModelWriter()
     m.nodes.append({"name": "path", "op": "Placeholder", "attr": {"dtype": {"type": "DT_STRING"}}})
     m.op("y", "ReadFile", ["path"])
-    with pytest.raises(tfjs_graph.ConversionError, match=r"'ReadFile' \(file I/O\)"):
+    with pytest.raises(tfjs_graph.RecipeError, match=r"'ReadFile' \(file I/O\)"):
         tfjs_graph.convert(m.write(tmp_path))
 
 

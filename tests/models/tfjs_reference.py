@@ -18,7 +18,13 @@ import numpy as np
 
 from modelzoo_models.npm_sources import node_modules
 
-SCRIPT = Path(__file__).resolve().parents[2] / "models" / "reference" / "run_graph_model.js"
+SCRIPT = (
+    Path(__file__).resolve().parents[2]
+    / "models"
+    / "modelzoo_models"
+    / "reference"
+    / "run_graph_model.js"
+)
 
 
 @dataclass(frozen=True)

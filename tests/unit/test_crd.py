@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.unit.test_operator_openapi import SAMPLES, SHA
+from tests.samples import SAMPLES, SHA
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]

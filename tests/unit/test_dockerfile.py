@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from modelzoo_models.contract import MODEL_DIR
 from modelzoo_operator import builders, settings
-from modelzoo_server.settings import DEFAULT_MODEL_DIR
-from tests.unit.test_operator_openapi import SAMPLES, built
+from tests.samples import SAMPLES, built
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,7 +66,7 @@ def test_the_zoo_is_built_by_the_same_command_as_make_models():
     builds = [r for r in runs() if "modelzoo-models build" in r]
     assert len(builds) == 1
     match = re.search(r"modelzoo-models build --out (\S+)", builds[0])
-    assert match and match.group(1) == DEFAULT_MODEL_DIR == settings.DEFAULT_MODEL_DIR
+    assert match and match.group(1) == MODEL_DIR == settings.Settings().model_dir
     makefile = (ROOT / "Makefile").read_text()
     recipe = re.search(r"^models:.*\n((?:\t.*\n)+)", makefile, re.M)
     assert recipe, "the Makefile has a `models` target"
@@ -144,14 +144,20 @@ def test_the_build_context_has_what_the_dockerfile_copies():
             assert f"!{source}" in ignore or f"!{source.rstrip('/')}/" in ignore, source
 
 
-def test_the_fetch_step_the_init_container_runs_is_in_the_image():
+def test_the_commands_pods_run_are_console_scripts_the_image_installs():
+    """The init container and `helm test` call scripts by name, so moving a module changes no
+    manifest; the image gets them from `pip install .` of this pyproject."""
     spec = built(SAMPLES["url-batching-autoscaling"])
     init = next(m for m in spec if m["kind"] == "Deployment")["spec"]["template"]["spec"][
         "initContainers"
     ][0]
-    module = init["command"][init["command"].index("-m") + 1]
-    result = subprocess.run(
-        [sys.executable, "-m", module, "--help"], capture_output=True, text=True
-    )
-    assert result.returncode == 0 and "--sha256" in result.stdout
-    assert any("COPY operator/" in f"COPY {a}" for k, a in instructions() if k == "COPY")
+    chart_test = (ROOT / "charts/modelzoo/templates/tests/test-operator.yaml").read_text()
+    scripts = PYPROJECT["project"]["scripts"]
+    for command, flag in ((init["command"][0], "--sha256"), ("modelzoo-healthcheck", "--attempts")):
+        assert command in scripts, command
+        result = subprocess.run(
+            [str(Path(sys.executable).parent / command), "--help"], capture_output=True, text=True
+        )
+        assert result.returncode == 0 and flag in result.stdout, result.stderr
+    assert "modelzoo-healthcheck" in chart_test
+    assert any("pip install --no-deps ." in r for r in runs())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from tensorflow.core.framework import graph_pb2
 
-from modelzoo_server.errors import RefusedGraph
-from modelzoo_server.graph_policy import ALLOWED_OPS, GraphLimits, check_graph, describe
+from modelzoo_models.contract import RefusedGraph
+from modelzoo_models.graph_policy import ALLOWED_OPS, GraphLimits, check_graph, describe
 
 pytestmark = pytest.mark.unit
 

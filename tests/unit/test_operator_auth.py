@@ -17,15 +17,15 @@ import pytest
 import yaml
 
 from modelzoo_operator import builders
-from modelzoo_operator.handlers import Reconciler
 from modelzoo_operator.kube import METADATA_ONLY, ApiError, Kube
+from modelzoo_operator.reconciler import Reconciler
 from modelzoo_operator.settings import Settings, SettingsError, from_env
 from modelzoo_operator.spec import Auth, parse_zoo
 from modelzoo_server.settings import parse_settings
+from tests.samples import CATALOG, SAMPLES, built, zoo_body
 from tests.unit.test_crd import openapi_to_jsonschema
 from tests.unit.test_operator_builders import restricted_violations
 from tests.unit.test_operator_handlers import FakeKube
-from tests.unit.test_operator_openapi import CATALOG, SAMPLES, built, k8s_errors, zoo_body
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
@@ -176,11 +176,9 @@ def test_all_scope_probes_the_tcp_port_and_keeps_timings():
 
 
 @pytest.mark.parametrize("sample", sorted(SAMPLES))
-def test_auth_pods_validate_and_stay_restricted_for_every_sample(sample):
+def test_auth_pods_stay_restricted_for_every_sample(sample):
     for scope in ("inference", "all"):
         manifests = built(with_auth(sample, scope=scope))
-        for manifest in manifests:
-            assert k8s_errors(manifest) == [], manifest["kind"]
         spec = next(m for m in manifests if m["kind"] == "Deployment")["spec"]["template"]
         assert restricted_violations(spec["spec"]) == []
 

@@ -7,12 +7,13 @@ import math
 
 import pytest
 
+from modelzoo_models.contract import Preprocessing
 from modelzoo_operator import builders
 from modelzoo_operator.settings import Settings
 from modelzoo_operator.spec import parse_zoo
+from modelzoo_server.model_entry import from_files
 from modelzoo_server.settings import parse_settings
-from modelzoo_server.zoo import from_files
-from tests.unit.test_operator_openapi import CATALOG, SAMPLES, built, zoo_body
+from tests.samples import CATALOG, SAMPLES, built, zoo_body
 
 pytestmark = pytest.mark.unit
 
@@ -155,11 +156,8 @@ def test_user_placement_and_resources_are_honoured_and_merged():
 def test_the_image_of_the_zoo_overrides_the_settings():
     body = zoo_body(SAMPLES["zoo-gpu"])
     body["spec"].update(image="registry.local/zoo:dev", imagePullPolicy="Always")
-    (deployment,) = [
-        m
-        for m in builders.children(parse_zoo(body, CATALOG), Settings())
-        if m["kind"] == "Deployment"
-    ]
+    zoo = parse_zoo(body, CATALOG)
+    deployment = builders.deployment(zoo, zoo.models[0], Settings())
     container = deployment["spec"]["template"]["spec"]["containers"][0]
     assert (container["image"], container["imagePullPolicy"]) == (
         "registry.local/zoo:dev",
@@ -218,7 +216,7 @@ def test_a_url_model_is_fetched_by_an_init_container_and_checked(tmp_path):
     manifests = built(sample)
     spec = pod(manifests)
     (init,) = spec["initContainers"]
-    assert init["command"] == ["python", "-m", "modelzoo_operator.fetch"]
+    assert init["command"] == ["modelzoo-fetch"]
     assert init["args"] == [
         "--url", sample["source"]["url"], "--sha256", sha_of(sample), "--out", "/models/model.pb"
     ]  # fmt: skip
@@ -251,7 +249,7 @@ def test_the_signature_configmap_is_what_the_server_reads(tmp_path):
     assert entry.signature.inputs[0].shape == (-1, 224, 224, 3)
     assert entry.signature.outputs[0].tensor == "out:0"
     assert entry.labels == ("background", "cat", "dog")
-    assert entry.preprocessing == {"size": [224, 224], "range": [-1, 1]}
+    assert entry.preprocessing == Preprocessing(size=(224, 224), scale=1 / 127.5, offset=-1.0)
     assert entry.batchable
 
 
@@ -338,7 +336,8 @@ def test_builders_are_pure():
     assert built(*models) == built(*models)
     zoo = parse_zoo(zoo_body(*models), CATALOG)
     before = copy.deepcopy(zoo)
-    builders.children(zoo, Settings())
+    for model in zoo.models:
+        builders.model_children(zoo, model, Settings())
     assert zoo == before
 
 

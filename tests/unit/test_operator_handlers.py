@@ -1,5 +1,6 @@
 """The reconciler's logic against an in-memory API (no cluster): apply, prune, status,
-events, coalescing, peering. The real API server is exercised by tests/e2e."""
+events, coalescing, peering, and the kopf registration. The real API server is exercised
+by tests/e2e."""
 
 from __future__ import annotations
 
@@ -10,10 +11,11 @@ import datetime
 import pytest
 
 from modelzoo_operator import handlers
-from modelzoo_operator.handlers import Reconciler
 from modelzoo_operator.kube import ApiError
+from modelzoo_operator.peering import is_active_peer
+from modelzoo_operator.reconciler import Reconciler
 from modelzoo_operator.settings import Settings
-from tests.unit.test_operator_openapi import CATALOG, SAMPLES, zoo_body
+from tests.samples import CATALOG, SAMPLES, zoo_body
 
 pytestmark = pytest.mark.unit
 
@@ -254,7 +256,6 @@ async def test_requests_during_a_pass_are_coalesced():
 def test_only_the_highest_priority_live_peer_sweeps():
     kube = FakeKube()
     settings = Settings(peering="modelzoo", peering_priority=10, identity="me")
-    reconciler = Reconciler(settings, kube, CATALOG)
     now = datetime.datetime.now(datetime.UTC)
 
     def peers(**others):
@@ -267,13 +268,13 @@ def test_only_the_highest_priority_live_peer_sweeps():
         }
 
     peers(other={"priority": 5, "lastseen": now.isoformat(), "lifetime": 60})
-    assert reconciler.is_active_peer()
+    assert is_active_peer(settings, kube)
     peers(other={"priority": 20, "lastseen": now.isoformat(), "lifetime": 60})
-    assert not reconciler.is_active_peer()
+    assert not is_active_peer(settings, kube)
     stale = (now - datetime.timedelta(minutes=5)).isoformat()
     peers(other={"priority": 20, "lastseen": stale, "lifetime": 60})
-    assert reconciler.is_active_peer(), "a dead peer does not count"
-    assert Reconciler(Settings(), kube, CATALOG).is_active_peer(), "standalone always sweeps"
+    assert is_active_peer(settings, kube), "a dead peer does not count"
+    assert is_active_peer(Settings(), kube), "standalone always sweeps"
 
 
 def test_children_handlers_watch_only_labelled_objects():

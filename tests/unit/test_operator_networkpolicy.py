@@ -9,23 +9,14 @@ import json
 import pytest
 
 from modelzoo_operator import builders
-from modelzoo_operator.handlers import Reconciler
+from modelzoo_operator.reconciler import Reconciler
 from modelzoo_operator.settings import Settings, SettingsError, from_env
 from modelzoo_operator.spec import parse_zoo
+from tests.samples import CATALOG, DNS, GATEWAY, MONITORING, SAMPLES, built, zoo_body
 from tests.unit.test_operator_handlers import FakeKube, set_spec
-from tests.unit.test_operator_openapi import CATALOG, SAMPLES, built, k8s_errors, zoo_body
 
 pytestmark = pytest.mark.unit
 
-MONITORING = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
-GATEWAY = {
-    "namespaceSelector": {"matchLabels": {"team": "web"}},
-    "podSelector": {"matchLabels": {"app": "gateway"}},
-}
-DNS = {
-    "to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
-    "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}],
-}
 ON = Settings(
     network_policy=True,
     network_policy_inference_from=(GATEWAY,),
@@ -107,30 +98,6 @@ def test_egress_rules_when_configured():
     assert policy["spec"]["egress"] == [DNS, {"ports": [{"protocol": "TCP", "port": 443}]}]
 
 
-NO_PEERS = Settings(
-    network_policy=True, network_policy_inference_from=(), network_policy_scrape_from=()
-)
-IP_BLOCK = {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}
-
-
-@pytest.mark.parametrize(
-    "settings",
-    [
-        ON,
-        Settings(network_policy=True),
-        NO_PEERS,
-        Settings(
-            network_policy=True,
-            network_policy_inference_from=(IP_BLOCK,),
-            network_policy_egress=(DNS,),
-        ),
-    ],
-)
-def test_policies_validate_against_the_pinned_openapi_schema(settings):
-    for policy in policies(*SAMPLES.values(), settings=settings):
-        assert k8s_errors(policy) == []
-
-
 def test_the_policy_is_applied_before_the_pods_it_guards():
     kinds = [m["kind"] for m in built(SAMPLES["url-batching-autoscaling"], settings=ON)]
     assert kinds.index("NetworkPolicy") < kinds.index("Deployment")
@@ -138,8 +105,8 @@ def test_the_policy_is_applied_before_the_pods_it_guards():
 
 def test_builders_stay_pure_with_policies():
     zoo = parse_zoo(zoo_body(*SAMPLES.values()), CATALOG)
-    first = builders.children(zoo, ON)
-    assert builders.children(zoo, ON) == first
+    first = [builders.model_children(zoo, model, ON) for model in zoo.models]
+    assert [builders.model_children(zoo, model, ON) for model in zoo.models] == first
     assert ON.network_policy_inference_from == (GATEWAY,), "settings are not mutated"
 
 

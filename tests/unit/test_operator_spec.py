@@ -9,15 +9,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from modelzoo_operator.spec import Catalog, load_catalog, parse_zoo
-from tests.unit.test_operator_openapi import CATALOG, SAMPLES, SHA, SIGNATURE, zoo_body
+from modelzoo_operator.spec import ZooEntryNames, load_zoo_entry_names, parse_zoo
+from tests.samples import CATALOG, SAMPLES, SHA, SIGNATURE, zoo_body
 
 pytestmark = pytest.mark.unit
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "modelzoo.yaml"
 
 
-def problems(*models: dict, name: str = "demo", catalog: Catalog = CATALOG) -> dict[str, str]:
-    return dict(parse_zoo(zoo_body(*models, name=name), catalog).problems)
+def problems(
+    *models: dict, name: str = "demo", entry_names: ZooEntryNames = CATALOG
+) -> dict[str, str]:
+    return dict(parse_zoo(zoo_body(*models, name=name), entry_names).problems)
 
 
 def test_the_example_has_one_gpu_and_one_cpu_model_and_parses_cleanly():
@@ -47,7 +49,7 @@ def test_an_unknown_zoo_entry_is_a_problem_of_that_model_only():
 
 
 def test_zoo_entries_are_not_checked_when_the_catalog_is_unknown():
-    assert problems({"name": "x", "zoo": "resnet"}, catalog=Catalog(None, "?")) == {}
+    assert problems({"name": "x", "zoo": "resnet"}, entry_names=ZooEntryNames(None, "?")) == {}
 
 
 @pytest.mark.parametrize(
@@ -114,10 +116,10 @@ def test_zoo_level_fields():
     )  # fmt: skip
 
 
-def test_load_catalog(tmp_path):
+def test_zoo_entry_names_come_from_the_settings_or_the_catalog(tmp_path):
     catalog = tmp_path / "catalog.json"
     catalog.write_text(json.dumps({"models": [{"name": "mtcnn"}, {"name": "mobilenet"}]}))
-    assert load_catalog(str(catalog)).entries == {"mtcnn", "mobilenet"}
-    assert load_catalog(str(catalog), ["nsfw"]).entries == {"nsfw"}
-    missing = load_catalog(str(tmp_path / "absent.json"))
-    assert missing.entries is None and "not checked" in missing.origin
+    assert load_zoo_entry_names(str(catalog)).names == {"mtcnn", "mobilenet"}
+    assert load_zoo_entry_names(str(catalog), ["nsfw"]).names == {"nsfw"}
+    missing = load_zoo_entry_names(str(tmp_path / "absent.json"))
+    assert missing.names is None and "not checked" in missing.origin

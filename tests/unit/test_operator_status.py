@@ -7,7 +7,7 @@ import pytest
 from modelzoo_operator.settings import Settings
 from modelzoo_operator.spec import parse_zoo
 from modelzoo_operator.status import deployment_phase, same_status, zoo_status
-from tests.unit.test_operator_openapi import CATALOG, SAMPLES, zoo_body
+from tests.samples import CATALOG, SAMPLES, zoo_body
 
 pytestmark = pytest.mark.unit
 T0, T1 = "2030-01-01T00:00:00Z", "2030-01-01T00:05:00Z"

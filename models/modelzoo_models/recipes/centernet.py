@@ -14,7 +14,7 @@ from pathlib import Path
 
 from modelzoo_models.catalog import Entry
 from modelzoo_models.npm_sources import node_modules
-from modelzoo_models.recipes import tfjs_graph
+from modelzoo_models.recipes import RecipeError, tfjs_graph
 
 _LABEL = re.compile(r"\{\s*class:\s*(\d+),\s*label:\s*'([^']+)'\s*\}")
 
@@ -24,15 +24,12 @@ def coco_labels() -> list[str]:
     try:
         pairs = [(int(c), label) for c, label in _LABEL.findall(source.read_text())]
     except OSError as exc:
-        raise tfjs_graph.ConversionError(f"cannot read COCO labels from {source}: {exc}") from exc
+        raise RecipeError(f"cannot read COCO labels from {source}: {exc}") from exc
     if [c for c, _ in pairs] != list(range(1, 81)):
-        raise tfjs_graph.ConversionError(f"{source} does not list COCO classes 1..80 in order")
+        raise RecipeError(f"{source} does not list COCO classes 1..80 in order")
     return [label for _, label in pairs]
 
 
 def build(entry: Entry, out: Path, log) -> dict:
-    model_json = tfjs_graph.npm_package(entry.origin) / entry.origin["weights"]
-    graph_def = tfjs_graph.convert_to_file(model_json, out)
-    tfjs_graph.verify_signature(graph_def, entry.inputs, entry.outputs)
-    log(f"converted {model_json.name}: {len(graph_def.node)} nodes")
+    tfjs_graph.build_graph_model(entry, out, log)
     return {"labels": coco_labels()}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from modelzoo_models.catalog import Entry
 from modelzoo_models.npm_sources import node_modules
-from modelzoo_models.recipes import tfjs_graph
+from modelzoo_models.recipes import RecipeError, tfjs_graph
 
 _GRAY_LABELS = re.compile(r"if \(!rgb\) annotations = (\[[^\]]*\])")
 
@@ -23,20 +23,15 @@ def emotion_labels() -> list[str]:
     try:
         found = _GRAY_LABELS.search(source.read_text())
     except OSError as exc:
-        raise tfjs_graph.ConversionError(
-            f"cannot read emotion labels from {source}: {exc}"
-        ) from exc
+        raise RecipeError(f"cannot read emotion labels from {source}: {exc}") from exc
     if not found:
-        raise tfjs_graph.ConversionError(f"{source} no longer lists the grayscale model's labels")
+        raise RecipeError(f"{source} no longer lists the grayscale model's labels")
     labels = json.loads(found.group(1).replace("'", '"'))
     if len(labels) != 7:
-        raise tfjs_graph.ConversionError(f"{source} lists {len(labels)} emotions, not 7")
+        raise RecipeError(f"{source} lists {len(labels)} emotions, not 7")
     return labels
 
 
 def build(entry: Entry, out: Path, log) -> dict:
-    model_json = tfjs_graph.npm_package(entry.origin) / entry.origin["weights"]
-    graph_def = tfjs_graph.convert_to_file(model_json, out)
-    tfjs_graph.verify_signature(graph_def, entry.inputs, entry.outputs)
-    log(f"converted {model_json.name}: {len(graph_def.node)} nodes")
+    tfjs_graph.build_graph_model(entry, out, log)
     return {"labels": emotion_labels()}

@@ -34,6 +34,7 @@ from typing import Any
 
 from modelzoo_models.catalog import Entry
 from modelzoo_models.npm_sources import node_modules
+from modelzoo_models.recipes import RecipeError
 from modelzoo_models.store import cache_root
 
 PACKAGE = "nudity"
@@ -83,10 +84,10 @@ def sdist_path(log: Callable[[str], None] = lambda _m: None) -> Path:
         )
         got = Path(tmp) / SDIST
         if not got.exists():
-            raise RuntimeError(f"pip download gave {os.listdir(tmp)}, not {SDIST}")
+            raise RecipeError(f"pip download gave {os.listdir(tmp)}, not {SDIST}")
         digest = _sha256(got.read_bytes())
         if digest != SDIST_SHA256:
-            raise RuntimeError(f"{SDIST} has sha256 {digest}, pinned {SDIST_SHA256}")
+            raise RecipeError(f"{SDIST} has sha256 {digest}, pinned {SDIST_SHA256}")
         os.replace(got, target)
     return target
 
@@ -97,11 +98,11 @@ def original_graph_bytes(log: Callable[[str], None] = lambda _m: None) -> bytes:
         member = tar.getmember(GRAPH_MEMBER)
         handle = tar.extractfile(member)
         if handle is None:
-            raise RuntimeError(f"{GRAPH_MEMBER} in {SDIST} is not a regular file")
+            raise RecipeError(f"{GRAPH_MEMBER} in {SDIST} is not a regular file")
         data = handle.read()
     digest = _sha256(data)
     if digest != GRAPH_SHA256:
-        raise RuntimeError(f"{GRAPH_MEMBER} has sha256 {digest}, pinned {GRAPH_SHA256}")
+        raise RecipeError(f"{GRAPH_MEMBER} has sha256 {digest}, pinned {GRAPH_SHA256}")
     return data
 
 
@@ -110,7 +111,7 @@ def imagenet_labels() -> list[str]:
     source = node_modules() / LABELS_PACKAGE / LABELS_FILE
     node = shutil.which("node")
     if node is None:
-        raise RuntimeError("node is not installed: the ImageNet labels come from an npm package")
+        raise RecipeError("node is not installed: the ImageNet labels come from an npm package")
     script = (
         "const c = require(process.argv[1]).IMAGENET_CLASSES;"
         "process.stdout.write(JSON.stringify(c));"
@@ -120,7 +121,7 @@ def imagenet_labels() -> list[str]:
     ).stdout
     classes = json.loads(out)
     if sorted(classes, key=int) != [str(i) for i in range(NUM_CLASSES - 1)]:
-        raise RuntimeError(f"{source} does not name exactly the classes 0..{NUM_CLASSES - 2}")
+        raise RecipeError(f"{source} does not name exactly the classes 0..{NUM_CLASSES - 2}")
     return ["background", *(str(classes[str(i)]) for i in range(NUM_CLASSES - 1))]
 
 
@@ -151,10 +152,10 @@ def imagenet_graph_def(original: bytes):
         n.name for n in graph_def.node if n.op in ("Placeholder", "PlaceholderWithDefault")
     ]
     if placeholders != [INPUT]:
-        raise RuntimeError(f"expected the one input {INPUT!r}, the subgraph has {placeholders}")
+        raise RecipeError(f"expected the one input {INPUT!r}, the subgraph has {placeholders}")
     shape = nodes[INPUT].attr["shape"].shape
     if [d.size for d in shape.dim] != [1, IMAGE_SIZE, IMAGE_SIZE, 3]:
-        raise RuntimeError(f"unexpected input shape {[d.size for d in shape.dim]}")
+        raise RecipeError(f"unexpected input shape {[d.size for d in shape.dim]}")
     shape.dim[0].size = -1
     for node in graph_def.node:
         node.device = ""

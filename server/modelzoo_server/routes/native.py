@@ -7,6 +7,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from modelzoo_server.appkeys import MODEL, SETTINGS
 from modelzoo_server.errors import InvalidInput, PayloadTooLarge
+from modelzoo_server.routes.access import Access, access
 
 routes = web.RouteTableDef()
 
@@ -55,6 +56,7 @@ def _wants_png(request: web.Request) -> bool:
 
 
 @routes.post("/infer")
+@access(Access.INFERENCE)
 async def infer(request: web.Request) -> web.Response:
     model = request.app[MODEL]
     limit = request.app[SETTINGS].max_body_bytes

@@ -11,6 +11,7 @@ import yaml
 from aiohttp import web
 
 from modelzoo_server.appkeys import MODEL, SETTINGS
+from modelzoo_server.routes.access import Access, access
 
 routes = web.RouteTableDef()
 _STATIC = Path(__file__).resolve().parent.parent / "static"
@@ -27,6 +28,7 @@ def _render(model: str, task: str, auth: bool) -> str:
 
 
 @routes.get("/")
+@access(Access.PUBLIC)
 async def index(request: web.Request) -> web.Response:
     model = request.app[MODEL]
     return web.Response(
@@ -45,5 +47,6 @@ def _openapi() -> bytes:
 
 
 @routes.get("/openapi.json")
+@access(Access.METADATA)
 async def openapi(request: web.Request) -> web.Response:
     return web.Response(body=_openapi(), content_type="application/json")

@@ -10,7 +10,7 @@ import numpy as np
 from PIL import Image
 
 from modelzoo_server.errors import InvalidInput
-from modelzoo_server.zoo import ModelEntry
+from modelzoo_server.model_entry import ModelEntry
 
 
 class Task(ABC):

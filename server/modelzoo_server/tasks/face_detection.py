@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from modelzoo_models.contract import FACE_DETECTION
 from modelzoo_server.tasks.base import Task, line_width, number_option
+from modelzoo_server.tasks.preprocess import to_pixels
 
 GREEN = (0, 255, 0)
 
@@ -22,10 +24,10 @@ class FaceOptions:
 
 
 class FaceDetection(Task):
-    name = "face-detection"
+    name = FACE_DETECTION
 
     def options(self, params: Mapping[str, str]) -> FaceOptions:
-        defaults = self.entry.preprocessing.get("defaults", {})
+        defaults = self.entry.preprocessing.defaults
         thresholds = tuple(defaults.get("thresholds", (0.6, 0.7, 0.8)))
         return FaceOptions(
             # The seed demo's name: the smallest face to find, in pixels.
@@ -42,7 +44,7 @@ class FaceDetection(Task):
 
     def preprocess(self, image: np.ndarray, options: FaceOptions) -> dict[str, np.ndarray]:
         return {
-            "input": image[..., ::-1].astype(np.float32),  # the graph takes BGR, as OpenCV gave
+            "input": to_pixels(image, self.entry.preprocessing),
             "min_size": np.float32(options.min_size),
             "thresholds": np.asarray(options.thresholds, dtype=np.float32),
             "factor": np.float32(options.factor),
@@ -56,7 +58,7 @@ class FaceDetection(Task):
             outputs["box"], outputs["prob"], outputs["landmarks"], strict=True
         ):
             y1, x1, y2, x2 = (float(v) for v in box)
-            # The graph gives y1..y5 then x1..x5 (see models/build/mtcnn.py): left eye,
+            # The graph gives y1..y5 then x1..x5 (see modelzoo_models/recipes/mtcnn.py): left eye,
             # right eye, nose, mouth left, mouth right.
             points = [[float(marks[i + 5]), float(marks[i])] for i in range(5)]
             detections.append(

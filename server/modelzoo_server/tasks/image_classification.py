@@ -1,14 +1,8 @@
 """Image classification: one task for every classifier in the zoo.
 
-The catalog entry's `preprocessing` says how to feed the graph (see models/catalog.py):
-
-- `channels`: "RGB" or "GRAY" (PIL's "L": ITU-R 601-2 luma);
-- `size`: [height, width];
-- `resize`: "bilinear" (PIL's antialiased bilinear), "bilinear-align-corners"
-  (`resizeBilinear(alignCorners=true)`, what TF.js loaders such as nsfwjs do) or
-  "bilinear-legacy" (TF.js's default `resizeBilinear`); the last two are computed
-  like TF.js's CPU kernel (see resize.py);
-- `scale`, `offset`: each resized value v in 0..255 becomes `v * scale + offset`.
+The record's `preprocessing` (modelzoo_models.contract.Preprocessing) says how to feed
+the graph: channels RGB, BGR or GRAY, a required `size`, one of the resizes (the TF.js
+ones computed like TF.js's CPU kernel, see resize.py), then `v * scale + offset`.
 
 The feed is float32 `[1, H, W, C]` for the graph's first input, so that requests can
 be stacked along the batch dimension. The class scores are the output named
@@ -24,13 +18,12 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from modelzoo_models.contract import IMAGE_CLASSIFICATION, RecordError
 from modelzoo_server.errors import InvalidInput
+from modelzoo_server.model_entry import ModelEntry
 from modelzoo_server.tasks.base import Task, line_width
-from modelzoo_server.tasks.resize import resize_bilinear
-from modelzoo_server.zoo import ModelEntry
+from modelzoo_server.tasks.preprocess import to_pixels
 
-RESIZES = ("bilinear", "bilinear-align-corners", "bilinear-legacy")
-CHANNELS = {"RGB": 3, "GRAY": 1}
 DEFAULT_TOP_K = 5
 
 
@@ -39,63 +32,15 @@ class ClassifyOptions:
     top_k: int
 
 
-@dataclass(frozen=True)
-class Preprocessing:
-    height: int
-    width: int
-    channels: str
-    resize: str
-    scale: float
-    offset: float
-
-    @classmethod
-    def from_entry(cls, entry: ModelEntry) -> Preprocessing:
-        fields = entry.preprocessing
-        try:
-            height, width = (int(v) for v in fields["size"])
-            channels = str(fields.get("channels", "RGB")).upper()
-            resize = str(fields.get("resize", "bilinear"))
-            scale = float(fields.get("scale", 1.0))
-            offset = float(fields.get("offset", 0.0))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{entry.name}: bad classification preprocessing: {exc}") from exc
-        if height < 1 or width < 1:
-            raise ValueError(f"{entry.name}: size must be positive, got {fields['size']}")
-        if channels not in CHANNELS:
-            raise ValueError(f"{entry.name}: channels must be RGB or GRAY, got {channels!r}")
-        if resize not in RESIZES:
-            raise ValueError(f"{entry.name}: resize must be one of {RESIZES}, got {resize!r}")
-        return cls(height, width, channels, resize, scale, offset)
-
-    def apply(self, image: np.ndarray) -> np.ndarray:
-        """RGB uint8 H×W×3 → float32 [1, height, width, C]."""
-        rgb = np.ascontiguousarray(image, dtype=np.uint8)
-        picture = Image.fromarray(rgb)
-        if self.channels == "GRAY":
-            picture = picture.convert("L")
-        if self.resize == "bilinear":
-            if picture.size != (self.width, self.height):
-                picture = picture.resize((self.width, self.height), Image.Resampling.BILINEAR)
-            pixels = np.asarray(picture, dtype=np.float32)
-        else:
-            source = rgb if self.channels == "RGB" else np.asarray(picture)
-            pixels = resize_bilinear(
-                source, self.height, self.width, align_corners=self.resize.endswith("corners")
-            )
-        if pixels.ndim == 2:
-            pixels = pixels[..., None]
-        out = pixels * np.float32(self.scale) + np.float32(self.offset)
-        return np.ascontiguousarray(out[None], dtype=np.float32)
-
-
 class ImageClassification(Task):
-    name = "image-classification"
+    name = IMAGE_CLASSIFICATION
 
     def __init__(self, entry: ModelEntry) -> None:
         super().__init__(entry)
-        self.prep = Preprocessing.from_entry(entry)
+        if entry.preprocessing.size is None:
+            raise RecordError(f"{entry.name}: a classifier needs preprocessing.size")
         if not entry.labels:
-            raise ValueError(f"{entry.name}: a classifier needs labels in its catalog entry")
+            raise RecordError(f"{entry.name}: a classifier needs labels in its catalog entry")
         outputs = [spec.name for spec in entry.signature.outputs]
         self.input_name = entry.signature.inputs[0].name
         self.output_name = "probabilities" if "probabilities" in outputs else outputs[0]
@@ -114,7 +59,7 @@ class ImageClassification(Task):
         return ClassifyOptions(top_k=top_k)
 
     def preprocess(self, image: np.ndarray, options: ClassifyOptions) -> dict[str, np.ndarray]:
-        return {self.input_name: self.prep.apply(image)}
+        return {self.input_name: to_pixels(image, self.entry.preprocessing)[None]}
 
     def postprocess(
         self, outputs: Mapping[str, np.ndarray], size: tuple[int, int], options: ClassifyOptions

@@ -1,12 +1,9 @@
 """Object detection with graphs that decode their own heads (CenterNet from @vladmandic/human).
 
-The catalog entry's `preprocessing` (see models/catalog.py):
-
-- `size`: [height, width] of the graph's input; the whole picture is resized to it with
-  `resize` "bilinear-legacy": TF.js's `tf.image.resizeBilinear(image, size)` (align_corners
-  and half_pixel_centers false, no antialiasing), what human feeds the model;
-- `channels`: "RGB"; `range`: [low, high] the 0..255 pixel values are mapped onto;
-- `defaults`: `score_threshold`, `iou_threshold`, `max_detections`.
+The record's `preprocessing` (modelzoo_models.contract.Preprocessing) feeds the graph; a
+detector needs `size` (CenterNet: 512×512 with "bilinear-legacy", TF.js's
+`tf.image.resizeBilinear`, what human feeds the model); `defaults` holds
+`score_threshold`, `iou_threshold` and `max_detections`.
 
 The graph's first output is [1, N, 6]: x1, y1, x2, y2 in input pixels, score, class
 index. Decoding follows human's `src/object/centernet.ts`: class-agnostic greedy NMS with
@@ -24,10 +21,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from modelzoo_models.contract import OBJECT_DETECTION, RecordError
 from modelzoo_server.errors import InvalidInput
+from modelzoo_server.model_entry import ModelEntry
 from modelzoo_server.tasks.base import Task, line_width, number_option
-from modelzoo_server.tasks.resize import resize_bilinear
-from modelzoo_server.zoo import ModelEntry
+from modelzoo_server.tasks.preprocess import to_pixels
 
 PALETTE = (
     (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
@@ -73,22 +71,14 @@ def non_max_suppression(
 
 
 class ObjectDetection(Task):
-    name = "object-detection"
+    name = OBJECT_DETECTION
 
     def __init__(self, entry: ModelEntry) -> None:
         super().__init__(entry)
-        fields = entry.preprocessing
-        try:
-            self.height, self.width = (int(v) for v in fields["size"])
-            low, high = (float(v) for v in fields.get("range", (0, 255)))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"{entry.name}: bad object-detection preprocessing: {exc}") from exc
-        if str(fields.get("resize", "bilinear-legacy")) != "bilinear-legacy":
-            raise ValueError(f"{entry.name}: resize must be bilinear-legacy")
-        if str(fields.get("channels", "RGB")).upper() != "RGB":
-            raise ValueError(f"{entry.name}: channels must be RGB")
-        self.scale, self.offset = (high - low) / 255.0, low
-        self.defaults = dict(fields.get("defaults") or {})
+        if entry.preprocessing.size is None:
+            raise RecordError(f"{entry.name}: a detector needs preprocessing.size")
+        self.height, self.width = entry.preprocessing.size
+        self.defaults = dict(entry.preprocessing.defaults)
         self.input_name = entry.signature.inputs[0].name
         self.output_name = entry.signature.outputs[0].name
 
@@ -108,10 +98,7 @@ class ObjectDetection(Task):
         )
 
     def preprocess(self, image: np.ndarray, options: DetectOptions) -> dict[str, np.ndarray]:
-        resized = resize_bilinear(image, self.height, self.width)
-        if (self.scale, self.offset) != (1.0, 0.0):
-            resized = resized * np.float32(self.scale) + np.float32(self.offset)
-        return {self.input_name: np.ascontiguousarray(resized[None], dtype=np.float32)}
+        return {self.input_name: to_pixels(image, self.entry.preprocessing)[None]}
 
     def postprocess(
         self, outputs: Mapping[str, np.ndarray], size: tuple[int, int], options: DetectOptions

@@ -1,10 +1,11 @@
-"""`python -m modelzoo_operator.fetch --url URL --sha256 HEX --out FILE`: the initContainer
-that downloads a model's graph into the pod's emptyDir.
+"""`modelzoo-fetch --url URL --sha256 HEX --out FILE`: the init container that downloads
+a model's graph into the pod's emptyDir.
 
 The file is streamed to a temporary name next to FILE while its sha256 is computed and
 renamed into place only when the digest matches: a wrong or truncated download never
 reaches the server. A FILE already there with the right digest is kept (a restarted
-pod does not download again). Standard library only: it runs in the same image.
+pod does not download again). No TensorFlow here (the standard library and the contract
+module only), so the init container starts fast.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
+from modelzoo_models.contract import sha256_file
+
 CHUNK = 1 << 20
 
 
@@ -32,14 +35,6 @@ class ChecksumError(FetchError):
     """The spec's sha256 is malformed, or the bytes do not match it: retrying cannot help."""
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def fetch(
     url: str, sha256: str, out: Path, *, timeout: float = 60.0, max_bytes: int = 4 << 30
 ) -> bool:
@@ -49,7 +44,7 @@ def fetch(
         raise ChecksumError("--sha256 must be 64 hex digits")
     if not url.startswith(("http://", "https://")):
         raise FetchError(f"only http(s) URLs are fetched, not {url!r}")
-    if out.exists() and sha256_of(out) == sha256:
+    if out.exists() and sha256_file(out) == sha256:
         return False
     out.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
@@ -83,7 +78,7 @@ def fetch(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m modelzoo_operator.fetch", description=__doc__)
+    parser = argparse.ArgumentParser(prog="modelzoo-fetch", description=__doc__)
     parser.add_argument("--url", required=True)
     parser.add_argument("--sha256", required=True)
     parser.add_argument("--out", required=True, type=Path)

@@ -19,10 +19,10 @@ import yaml
 
 from modelzoo_operator.settings import from_env
 from tests.cluster import harness
+from tests.cluster_tools.k8s_openapi import k8s_errors
 from tests.unit.test_operator_builders import restricted_violations
-from tests.unit.test_operator_openapi import k8s_errors
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "modelzoo"
 

@@ -1,16 +1,18 @@
-"""The init container's fetch step, against a real HTTP server on loopback."""
+"""The init container's fetch step (`modelzoo-fetch`), against a real HTTP server on loopback."""
 
 from __future__ import annotations
 
 import hashlib
 import http.server
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from modelzoo_operator.fetch import FetchError, fetch, main
+from modelzoo_server.fetch import FetchError, fetch, main
 
 pytestmark = pytest.mark.unit
 GRAPH = b"\x08\x01" + bytes(range(256)) * 4096  # ~1 MB of "graph"
@@ -77,3 +79,11 @@ def test_main_succeeds(origin, tmp_path: Path, capsys):
     out = tmp_path / "model.pb"
     assert main(["--url", f"{origin}/model.pb", "--sha256", GRAPH_SHA, "--out", str(out)]) == 0
     assert "sha256 ok" in capsys.readouterr().out
+
+
+def test_the_fetch_step_does_not_load_tensorflow():
+    """It runs before the server in every `source.url` pod: it must start in a blink."""
+    probe = "import sys, modelzoo_server.fetch; print('tensorflow' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"

@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from modelzoo_server.errors import RefusedGraph
+from modelzoo_models.contract import RefusedGraph
 
 # Pure tensor computations that frozen vision/classification graphs use.
 ALLOWED_OPS: frozenset[str] = frozenset(
