@@ -16,7 +16,8 @@ PYTEST_ARGS ?=
 
 VENV_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
 
-.PHONY: help venv models run test test-unit test-cluster test-integration test-browser test-e2e bench soak \
+.PHONY: help venv models run test test-unit test-cluster test-integration test-browser test-e2e \
+	test-real bench soak \
 	lint format chromium clean clean-cache
 
 help: ## list the targets
@@ -42,7 +43,7 @@ chromium: ## Debian's headless Chromium for the browser tests
 		echo "installing Debian's chromium (browser tests)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
-test: venv models chromium cluster-bins ## run every tier (unit, integration, models, browser, e2e, bench smoke)
+test: venv models chromium cluster-bins image node-packages ## run every tier (unit, cluster, integration, models, browser, e2e, real, bench smoke)
 	$(call pytest,)
 
 test-unit: venv ## only the unit tests
@@ -50,6 +51,9 @@ test-unit: venv ## only the unit tests
 
 test-cluster: venv cluster-bins ## helm and the Kubernetes OpenAPI document, no running cluster
 	$(call pytest,-m cluster)
+
+test-real: venv models cluster-bins image node-packages ## pods that really run: the chart and a model on the real node
+	$(call pytest,-m real tests/real)
 
 test-integration: venv models ## the real server on loopback
 	$(call pytest,-m integration)

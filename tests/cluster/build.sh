@@ -5,12 +5,14 @@
 #   ${MODELZOO_CLUSTER_CACHE:-${MODELZOO_CACHE:-~/.cache/modelzoo}/cluster}/<key>/bin
 #
 #   kube-apiserver kube-controller-manager kube-scheduler kubectl   (tests/cluster/go/kube)
+#   kubelet kube-proxy (the real node)                              (tests/cluster/go/kube)
 #   etcd                                                            (tests/cluster/go/etcd)
 #   kwok kwokctl                                                    (tests/cluster/go/kwok)
 #   helm                                                            (tests/cluster/go/helm)
+#   coredns (the real node's cluster DNS; a few plugins)            (tests/cluster/go/coredns)
 #
 # <key> = k8s-<K8S_VERSION>-<12 hex of sha256 over versions.env (sans comments),
-# every wrapper go.mod/go.sum, the Go version and GOOS/GOARCH>. A complete
+# every wrapper go.mod/go.sum/*.go, the Go version and GOOS/GOARCH>. A complete
 # build leaves <key>/stamp; when it is there (and the binaries are) the script
 # prints "cached" and builds nothing. Progress goes to stderr; the last line
 # on stdout is the bin dir. GOMODCACHE/GOCACHE are the go command's defaults
@@ -53,7 +55,8 @@ cache_key() {
     local h
     h=$( {
         grep -v '^[[:space:]]*#' "$HERE/versions.env" | grep -v '^[[:space:]]*$'
-        for f in "$GODIR"/*/go.mod "$GODIR"/*/go.sum; do
+        # go.mod/go.sum, and the .go files that pick what is built (tools.go, main.go)
+        for f in "$GODIR"/*/go.mod "$GODIR"/*/go.sum "$GODIR"/*/*.go; do
             echo "== ${f#"$GODIR"/}"; cat "$f"
         done
         go env GOVERSION GOOS GOARCH
@@ -65,7 +68,7 @@ KEY=$(cache_key)
 KEYDIR=$(cache_root)/$KEY
 BIN=$KEYDIR/bin
 STAMP=$KEYDIR/stamp
-ALL_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok kwokctl helm)
+ALL_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd kwok kwokctl helm coredns)
 
 # ---------------------------------------------------------------- check/sync
 mod_version() { (cd "$GODIR/$1" && go list -m -f '{{.Version}}' "$2"); }
@@ -76,6 +79,7 @@ check_modules() {
     v=$(mod_version etcd go.etcd.io/etcd/server/v3); [ "$v" = "$ETCD_VERSION" ] || { log "go/etcd requires etcd $v, versions.env says $ETCD_VERSION"; ok=1; }
     v=$(mod_version kwok sigs.k8s.io/kwok);   [ "$v" = "$KWOK_VERSION" ]  || { log "go/kwok requires kwok $v, versions.env says $KWOK_VERSION"; ok=1; }
     v=$(mod_version helm helm.sh/helm/v3);    [ "$v" = "$HELM_VERSION" ]  || { log "go/helm requires helm $v, versions.env says $HELM_VERSION"; ok=1; }
+    v=$(mod_version coredns github.com/coredns/coredns); [ "$v" = "$COREDNS_VERSION" ] || { log "go/coredns requires coredns $v, versions.env says $COREDNS_VERSION"; ok=1; }
     if grep -E '^\s*k8s\.io/\S+ => k8s\.io/\S+ v' "$GODIR/kube/go.mod" | grep -vq " ${STAGING_VERSION}\$"; then
         log "go/kube replaces staging modules with a version other than $STAGING_VERSION"; ok=1
     fi
@@ -106,6 +110,7 @@ sync_modules() {
     (cd "$GODIR/etcd" && go mod edit "-require=go.etcd.io/etcd/server/v3@$ETCD_VERSION" && GOFLAGS= go mod tidy)
     (cd "$GODIR/kwok" && go mod edit "-require=sigs.k8s.io/kwok@$KWOK_VERSION" && GOFLAGS= go mod tidy)
     (cd "$GODIR/helm" && go mod edit "-require=helm.sh/helm/v3@$HELM_VERSION" && GOFLAGS= go mod tidy)
+    (cd "$GODIR/coredns" && go mod edit "-require=github.com/coredns/coredns@$COREDNS_VERSION" && GOFLAGS= go mod tidy)
     check_modules
     log "modules in sync; new cache key: $(cache_key)"
 }
@@ -153,10 +158,13 @@ verify() {
     out=$("$BIN/kube-controller-manager" --version); [[ $out == "Kubernetes $K8S_VERSION" ]] || die "kube-controller-manager says '$out'"
     out=$("$BIN/kube-scheduler" --version);          [[ $out == "Kubernetes $K8S_VERSION" ]] || die "kube-scheduler says '$out'"
     out=$("$BIN/kubectl" version --client);          [[ $out == *"Client Version: $K8S_VERSION"* ]] || die "kubectl says '$out'"
+    out=$("$BIN/kubelet" --version);                 [[ $out == "Kubernetes $K8S_VERSION" ]] || die "kubelet says '$out'"
+    out=$("$BIN/kube-proxy" --version);              [[ $out == "Kubernetes $K8S_VERSION" ]] || die "kube-proxy says '$out'"
     out=$("$BIN/etcd" --version);                    [[ $out == *"etcd Version: ${ETCD_VERSION#v}"* ]] || die "etcd says '$out'"
     out=$("$BIN/kwokctl" --version);                 [[ $out == *"${KWOK_VERSION#v}"* ]] || die "kwokctl says '$out'"
     out=$("$BIN/kwok" --version);                    [[ $out == *"${KWOK_VERSION#v}"* ]] || die "kwok says '$out'"
     out=$("$BIN/helm" version --short);              [[ $out == "$HELM_VERSION"* ]] || die "helm says '$out'"
+    out=$("$BIN/coredns" -version);                  [[ $out == *"CoreDNS-${COREDNS_VERSION#v}"* ]] || die "coredns says '$out'"
 }
 
 build_all() {
@@ -170,7 +178,7 @@ build_all() {
     log "building control-plane binaries into $BIN (key $KEY)"
     mkdir -p "$BIN" "$BIN.tmp"
 
-    if missing kube-apiserver kube-controller-manager kube-scheduler kubectl; then
+    if missing kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy; then
         kube_date=$(cd "$GODIR/kube" && go list -m -f '{{.Time.UTC.Format "2006-01-02T15:04:05Z"}}' k8s.io/kubernetes)
         kube_ld="-s -w"
         for pkg in k8s.io/client-go/pkg/version k8s.io/component-base/version; do
@@ -179,7 +187,8 @@ build_all() {
         done
         go_build kubernetes "$GODIR/kube" "$kube_ld" \
             k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
-            k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl
+            k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl \
+            k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-proxy
     fi
     if missing etcd; then
         go_build etcd "$GODIR/etcd" "-s -w" go.etcd.io/etcd/server/v3
@@ -199,6 +208,9 @@ build_all() {
              -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor
              -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor" \
             helm.sh/helm/v3/cmd/helm
+    fi
+    if missing coredns; then
+        go_build coredns "$GODIR/coredns" "-s -w" .
     fi
     shopt -s nullglob
     for f in "$BIN.tmp"/*; do mv -f "$f" "$BIN/"; done

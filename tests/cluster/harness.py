@@ -5,6 +5,10 @@ their Go modules by build.sh) run as local processes under kwokctl's
 ``binary`` runtime; the kwok controller simulates nodes and pod lifecycles.
 Everything listens on 127.0.0.1 only and lives in one temporary directory.
 
+Optionally (``real_node=True``) a real node runs next to them: containerd,
+kubelet and kube-proxy in a network namespace of its own (realnode.py), reached
+over a veth pair (10.251.0.1 on the host side, where socat forwards to the API server).
+
 Nodes (see NODES): two CPU nodes (cpu 8, memory 32Gi) and two GPU nodes
 (also ``nvidia.com/gpu: 4``, label ``nvidia.com/gpu.present=true``, taint
 ``nvidia.com/gpu=present:NoSchedule``).
@@ -12,6 +16,7 @@ Nodes (see NODES): two CPU nodes (cpu 8, memory 32Gi) and two GPU nodes
 CLI (used by tests/cluster/cluster.mk)::
 
     python tests/cluster/harness.py up           # build if needed, start, print kubeconfig path
+    python tests/cluster/harness.py up --real-node --image <archive>   # + the real node
     python tests/cluster/harness.py kubeconfig   # print the kubeconfig path of the running cluster
     python tests/cluster/harness.py down         # stop everything, check no process/port is left
 
@@ -34,6 +39,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+
+if __package__:
+    from tests.cluster import realnode
+else:  # run as a script: python tests/cluster/harness.py
+    import realnode
 
 HERE = Path(__file__).resolve().parent
 VERSIONS_FILE = HERE / "versions.env"
@@ -178,6 +188,8 @@ class Cluster:
         bin: Path | str | None = None,
         name: str = CLUSTER_NAME,
         audit_policy: Path | str | None = None,
+        real_node: bool = False,
+        images: list[Path] | tuple[Path, ...] = (),
     ):
         self.workdir = Path(workdir).resolve()
         self.bin = Path(bin) if bin else bin_dir()
@@ -189,6 +201,12 @@ class Cluster:
         self.kwok_workdir = self.workdir / "kwok"
         self.cluster_dir = self.kwok_workdir / "clusters" / name
         self.audit_log = self.cluster_dir / "logs" / "audit.log"  # with audit_policy only
+        # Optional: a real node (realnode.py) next to the simulated ones; `images` are
+        # image archives (image.sh) loaded and pinned into its containerd.
+        self.node = None
+        self.images = [Path(i) for i in images]
+        if real_node:
+            self.node = realnode.RealNode(self)
 
     # ------------------------------------------------------------ helpers
     def _env(self) -> dict[str, str]:
@@ -284,6 +302,10 @@ class Cluster:
             "kind": "KwokctlConfiguration",
             "options": options,
         }
+        if self.node:
+            extra = self.node.kwokctl_options()
+            doc["componentsPatches"] = extra.pop("componentsPatches")
+            options.update(extra)
         return json.dumps(doc, indent=2)  # JSON is YAML
 
     def pids(self) -> list[int]:
@@ -358,8 +380,12 @@ class Cluster:
         cfg = self.workdir / "kwokctl.yaml"
         cfg.write_text(self._config_yaml())
         t0 = time.monotonic()
+        if self.node:
+            realnode.preflight(self.bin)  # one line naming what is missing, before anything starts
         log(f"creating kwok cluster {self.name!r} in {self.workdir} (binaries: {self.bin})")
         try:
+            if self.node:
+                self.node.setup_network()
             proc = self.kwokctl(
                 "--config",
                 cfg,
@@ -408,6 +434,8 @@ class Cluster:
                 deadline,
                 "the default ServiceAccount",
             )
+            if self.node:
+                self.node.start(self.images, timeout=max(120, deadline - time.monotonic()))
         except BaseException:
             log("cluster did not come up; tearing it down")
             self.down()
@@ -424,6 +452,12 @@ class Cluster:
     def down(self, remove: bool = True) -> None:
         """Stop every process of the cluster, check that none and no port is
         left, and remove the temp directory. Safe to call more than once."""
+        node_left = []
+        if self.node:
+            try:  # the real node first: its kubelet needs the API server to drain
+                node_left = self.node.down()
+            except Exception as exc:  # the control plane must still go down
+                node_left = [f"real node teardown failed: {exc!r}"]
         ports = self.ports()
         pids = self.pids()
         if self.cluster_dir.exists() and (self.bin / "kwokctl").exists():
@@ -456,8 +490,10 @@ class Cluster:
             busy = [p for p in busy if not _port_free(p)]
         if remove:
             shutil.rmtree(self.workdir, ignore_errors=True)
-        if left or busy:
-            raise RuntimeError(f"teardown left processes {left} / ports {busy} behind")
+        if left or busy or node_left:
+            raise RuntimeError(
+                f"teardown left processes {left} / ports {busy} / real node {node_left} behind"
+            )
         log(f"cluster {self.name!r} down (no process, no port left)")
 
 
@@ -466,13 +502,17 @@ def session(
     workdir: Path | str | None = None,
     bin: Path | str | None = None,
     audit_policy: Path | str | None = None,
+    real_node: bool = False,
+    images: list[Path] | tuple[Path, ...] = (),
 ) -> Iterator[Cluster]:
     """Build the binaries if missing, bring a cluster up in a fresh temp dir,
     yield it, and always tear it down (also when the body raises). With
-    `audit_policy`, the API server writes its audit log to `cluster.audit_log`."""
+    `audit_policy`, the API server writes its audit log to `cluster.audit_log`.
+    With `real_node`, a real node (realnode.py) runs next to the simulated ones,
+    with the image archives `images` loaded into its containerd."""
     bin = Path(bin) if bin else ensure_binaries()
     workdir = Path(workdir) if workdir else Path(tempfile.mkdtemp(prefix="modelzoo-cluster-"))
-    cluster = Cluster(workdir, bin, audit_policy=audit_policy)
+    cluster = Cluster(workdir, bin, audit_policy=audit_policy, real_node=real_node, images=images)
     try:
         cluster.up()
         yield cluster
@@ -492,17 +532,32 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("command", choices=["up", "down", "kubeconfig", "bin-dir"])
     ap.add_argument("--workdir", type=Path, default=default_workdir())
+    ap.add_argument(
+        "--real-node", action="store_true", help="up: add the real node (containerd + kubelet)"
+    )
+    ap.add_argument(
+        "--image",
+        type=Path,
+        action="append",
+        default=[],
+        help="up --real-node: an image archive to load into the node (image.sh prints it)",
+    )
     args = ap.parse_args(argv)
     if args.command == "bin-dir":
         print(bin_dir())
         return 0
     if args.command == "up":
         bin = ensure_binaries()
-        cluster = Cluster(args.workdir, bin)
-        cluster.up()
+        cluster = Cluster(args.workdir, bin, real_node=args.real_node, images=args.image)
+        try:
+            cluster.up()
+        except realnode.RealNodeMissing as exc:
+            print(exc, file=sys.stderr)
+            return 1
         print(cluster.kubeconfig)
         return 0
-    cluster = Cluster(args.workdir, bin_dir())
+    # down/kubeconfig: the workdir says whether the cluster has a real node
+    cluster = Cluster(args.workdir, bin_dir(), real_node=(args.workdir / "node").exists())
     if args.command == "kubeconfig":
         if not cluster.kubeconfig.exists():
             print(f"no cluster in {args.workdir}; run `make cluster-up`", file=sys.stderr)
