@@ -25,6 +25,7 @@ def free_port() -> int:
 class RunningServer:
     process: subprocess.Popen
     url: str
+    grpc_address: str | None  # host:port, None when the args turn gRPC off
 
 
 def wait_ready(
@@ -53,16 +54,23 @@ def wait_ready(
 def run_server(
     args: Sequence[str], log: Path, env: dict[str, str] | None = None
 ) -> Iterator[RunningServer]:
-    """`python -m modelzoo_server ARGS --host 127.0.0.1 --port FREE`, stopped on exit."""
+    """`python -m modelzoo_server ARGS --host 127.0.0.1 --port FREE`, stopped on exit; gRPC
+    on another free port unless ARGS give --grpc-port (never the default, which another
+    server on this machine may hold)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    argv = list(args)
+    if "--grpc-port" not in argv:
+        argv += ["--grpc-port", str(free_port())]
+    grpc_port = argv[argv.index("--grpc-port") + 1]
+    grpc_address = f"127.0.0.1:{grpc_port}" if grpc_port != "0" else None
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [
                 sys.executable,
                 "-m",
                 "modelzoo_server",
-                *args,
+                *argv,
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -74,7 +82,7 @@ def run_server(
         )
     try:
         wait_ready(url, process, log)
-        yield RunningServer(process, url)
+        yield RunningServer(process, url, grpc_address)
     finally:
         stop(process, grace=30)
 

@@ -37,7 +37,10 @@ CHANNELS = ("RGB", "BGR", "GRAY")
 RESIZES = ("bilinear", "bilinear-align-corners", "bilinear-legacy")
 # The file formats a record's artifacts may have.
 GRAPHDEF = "graphdef"
-ARTIFACT_FORMATS = (GRAPHDEF,)
+# A TFLite flatbuffer of builtin ops, converted from the graphdef and verified against it
+# (modelzoo_models.prepare); LiteRT runs it without TensorFlow.
+TFLITE = "tflite"
+ARTIFACT_FORMATS = (GRAPHDEF, TFLITE)
 
 
 class Unservable(Exception):
@@ -202,15 +205,51 @@ class Preprocessing:
 
 
 @dataclass(frozen=True)
+class Verification:
+    """How a converted artifact was checked against the graph it came from: the largest
+    absolute difference of any output on fixed inputs, and the bound it had to stay within."""
+
+    max_abs_diff: float
+    tolerance: float
+    inputs: str  # what both were fed, in words
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "max_abs_diff": self.max_abs_diff,
+            "tolerance": self.tolerance,
+            "inputs": self.inputs,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Verification:
+        data = _mapping(data, "a verification")
+        diff = _number(data.get("max_abs_diff"), "verified max_abs_diff")
+        tolerance = _number(data.get("tolerance"), "verified tolerance")
+        _require(
+            0 <= diff <= tolerance,
+            f"verified max_abs_diff {diff:g} exceeds tolerance {tolerance:g}",
+        )
+        inputs = data.get("inputs")
+        _require(isinstance(inputs, str) and bool(inputs), "verified inputs must be described")
+        return cls(diff, tolerance, inputs)
+
+
+@dataclass(frozen=True)
 class Artifact:
-    """One file of a model, next to the catalog: its format and its pinned sha256."""
+    """One file of a model, next to the catalog: its format and its pinned sha256.
+
+    A converted artifact (TFLITE) carries its verification: without one it is not served."""
 
     format: str
     file: str
     sha256: str
+    verified: Verification | None = None
 
-    def to_json(self) -> dict[str, str]:
-        return {"format": self.format, "file": self.file, "sha256": self.sha256}
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"format": self.format, "file": self.file, "sha256": self.sha256}
+        if self.verified is not None:
+            data["verified"] = self.verified.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: Any) -> Artifact:
@@ -225,7 +264,12 @@ class Artifact:
             isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha),
             f"artifact {file!r}: sha256 must be 64 lowercase hex digits",
         )
-        return cls(fmt, file, sha)
+        verified = data.get("verified")
+        _require(
+            (verified is not None) == (fmt == TFLITE),
+            f"artifact {file!r}: a {TFLITE} artifact, and only one, carries `verified`",
+        )
+        return cls(fmt, file, sha, None if verified is None else Verification.from_json(verified))
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,9 @@ import os
 from pathlib import Path
 
 _SOURCE_DIR = Path(__file__).resolve().parent
-# Packages whose versions change the bytes of a built graph.
-_KEY_PACKAGES = ("tensorflow-cpu", "mtcnn", "numpy")
+# Packages whose versions change the bytes of a built graph (TensorFlow also converts the
+# `.tflite`; LiteRT's kernels set the difference its verification records).
+_KEY_PACKAGES = ("tensorflow-cpu", "mtcnn", "numpy", "ai-edge-litert")
 
 
 def cache_root() -> Path:

@@ -16,11 +16,14 @@ from modelzoo_models.contract import RecordError, Unservable
 from modelzoo_server.app import create_app
 from modelzoo_server.appkeys import DRAIN, MODEL
 from modelzoo_server.auth import TokenFile
+from modelzoo_server.grpc_server import GrpcServer
 from modelzoo_server.imaging import ImageLimits
 from modelzoo_server.metrics import Metrics
 from modelzoo_server.model import ServedModel
 from modelzoo_server.model_entry import ModelEntry, from_catalog, from_files
 from modelzoo_server.runtime import configure_threads
+from modelzoo_server.runtimes import TENSORFLOW
+from modelzoo_server.runtimes import choose as choose_runtime
 from modelzoo_server.settings import Settings, parse_settings
 
 log = logging.getLogger("modelzoo")
@@ -38,15 +41,20 @@ def resolve_entry(settings: Settings) -> ModelEntry:
 
 def build_model(settings: Settings, metrics: Metrics, executor: ThreadPoolExecutor) -> ServedModel:
     """Resolve, check, import and warm up the model (blocking)."""
-    configure_threads(settings.intra_op_threads, settings.inter_op_threads)
+    entry = resolve_entry(settings)
+    runtime = choose_runtime(entry, settings.runtime)
+    if runtime == TENSORFLOW:  # on LiteRT, TensorFlow is never imported
+        configure_threads(settings.intra_op_threads, settings.inter_op_threads)
     model = ServedModel(
-        resolve_entry(settings),
+        entry,
         metrics,
         executor,
         max_inflight=settings.max_inflight,
         max_batch_size=settings.max_batch_size,
         max_delay_ms=settings.max_delay_ms,
         image_limits=ImageLimits(max_pixels=settings.max_pixels),
+        runtime=runtime,
+        threads=settings.intra_op_threads,
     )
     model.load()
     return model
@@ -72,19 +80,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"modelzoo-server: refusing to serve: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve(create_app(settings, model, tokens), settings))
+        asyncio.run(serve(create_app(settings, model, tokens), settings, tokens))
+    except OSError as exc:  # a port already taken, an address not ours
+        print(f"modelzoo-server: cannot listen: {exc}", file=sys.stderr)
+        return 2
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
     return 0
 
 
-async def serve(app: web.Application, settings: Settings) -> None:
-    """Serve until SIGTERM/SIGINT, then drain: stop listening, finish what is in flight."""
+async def serve(app: web.Application, settings: Settings, tokens: TokenFile | None = None) -> None:
+    """Serve HTTP (and gRPC unless --grpc-port 0) until SIGTERM/SIGINT, then drain: stop
+    listening, finish what is in flight."""
     runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.drain_seconds)
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
+    grpc_server = None
+    try:
+        if settings.grpc_port:
+            grpc_server = GrpcServer(settings, app[MODEL], app[DRAIN], tokens)
+            await grpc_server.start()
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+    except OSError:
+        if grpc_server is not None:
+            await grpc_server.stop()
+        await runner.cleanup()
+        raise
     log.info("serving %s on http://%s:%d", app[MODEL].name, settings.host, settings.port)
+    if grpc_server is not None:
+        log.info("serving %s over gRPC on %s", app[MODEL].name, grpc_server.address)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -92,10 +116,14 @@ async def serve(app: web.Application, settings: Settings) -> None:
     await stop.wait()
     drain = app[DRAIN]
     drain.draining = True  # readiness fails from now on
+    if grpc_server is not None:
+        await grpc_server.begin_drain(settings.drain_seconds)
     await site.stop()  # no new connections; open ones carry on
     log.info("draining: waiting up to %.0fs for requests in flight", settings.drain_seconds)
     if not await drain.wait_idle(settings.drain_seconds):
         log.warning("drain timed out; closing the remaining connections")
+    if grpc_server is not None:
+        await grpc_server.stop()  # what is left: health watchers, calls past the drain time
     await runner.cleanup()
 
 

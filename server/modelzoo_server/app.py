@@ -65,8 +65,9 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
     started = time.perf_counter()
     with request.app[DRAIN].track():
         response = await handler(request)
-    metrics.request_duration.labels(model, endpoint).observe(time.perf_counter() - started)
-    metrics.requests.labels(model, endpoint, str(response.status)).inc()
+    elapsed = time.perf_counter() - started
+    metrics.request_duration.labels(model, "rest", endpoint).observe(elapsed)
+    metrics.requests.labels(model, "rest", endpoint, str(response.status)).inc()
     return response
 
 

@@ -1,6 +1,7 @@
 """Typed errors of a request; one middleware (app.py) maps them to HTTP status codes and
-JSON bodies. A model that cannot be served at all raises modelzoo_models.contract.Unservable
-(RefusedGraph, RecordError, ...) before the server starts."""
+JSON bodies, and grpc_server.py to gRPC status codes. A model that cannot be served at all
+raises modelzoo_models.contract.Unservable (RefusedGraph, RecordError, ...) before the
+server starts."""
 
 from __future__ import annotations
 
@@ -33,6 +34,12 @@ class PayloadTooLarge(ModelZooError):
 
 class UnsupportedMediaType(ModelZooError):
     status = 415
+
+
+class NotSupported(ModelZooError):
+    """A part of a protocol this server does not offer (gRPC: UNIMPLEMENTED)."""
+
+    status = 501
 
 
 class ServerOverloaded(ModelZooError):

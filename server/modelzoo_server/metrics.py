@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-# 1 ms … 10 s, roughly ×2 per step.
-LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# 100 µs … 10 s, roughly ×2 per step: LiteRT answers small models in under a millisecond.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0, 10.0,
+)  # fmt: skip
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 
 
@@ -15,16 +18,18 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        # `protocol` is rest or grpc; for grpc, `endpoint` is the method's full name
+        # (/inference.GRPCInferenceService/ModelInfer) and `code` its status code's name (OK).
         self.requests = Counter(
             "modelzoo_requests",
-            "Requests answered, by endpoint and HTTP status code.",
-            ["model", "endpoint", "code"],
+            "Requests answered, by protocol, endpoint and status code.",
+            ["model", "protocol", "endpoint", "code"],
             registry=r,
         )
         self.request_duration = Histogram(
             "modelzoo_request_duration_seconds",
             "Time from request received to response ready.",
-            ["model", "endpoint"],
+            ["model", "protocol", "endpoint"],
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
@@ -64,6 +69,6 @@ class Metrics:
         self.info = Gauge(
             "modelzoo_model_info",
             "The served model (value is 1).",
-            ["model", "task", "sha256"],
+            ["model", "task", "sha256", "runtime"],  # runtime: litert or tensorflow
             registry=r,
         )

@@ -23,7 +23,8 @@ from modelzoo_server.errors import InvalidInput, ModelNotReady, ServerOverloaded
 from modelzoo_server.imaging import ImageLimits, decode_image, encode_png, to_array
 from modelzoo_server.metrics import Metrics
 from modelzoo_server.model_entry import ModelEntry
-from modelzoo_server.runtime import GraphModel, LoadLimits, load_graph
+from modelzoo_server.runtime import LoadLimits
+from modelzoo_server.runtimes import TENSORFLOW, Runtime, load_runtime
 from modelzoo_server.signature import FeedLimits, validate_feeds
 from modelzoo_server.tasks import TASKS, Task
 
@@ -49,8 +50,12 @@ class ServedModel:
         image_limits: ImageLimits = ImageLimits(),
         feed_limits: FeedLimits = FeedLimits(),
         load_limits: LoadLimits = LoadLimits(),
+        runtime: str = TENSORFLOW,
+        threads: int = 1,
     ) -> None:
         self.entry = entry
+        self.runtime = runtime  # runtimes.LITERT or TENSORFLOW, chosen by runtimes.choose
+        self._threads = threads
         self.name = entry.name
         self.metrics = metrics
         # A "tensor" model has no image pipeline: it is served over V2 only. Every other
@@ -62,7 +67,7 @@ class ServedModel:
         self._image_limits = image_limits
         self._feed_limits = feed_limits
         self._load_limits = load_limits
-        self._graph: GraphModel | None = None
+        self._graph: Runtime | None = None
         self.ready = False
         self.batcher: Batcher | None = None
         if max_batch_size > 1 and can_batch(entry):
@@ -79,19 +84,18 @@ class ServedModel:
     def load(self) -> float:
         """Blocking: check and import the graph, then warm it up. Returns the seconds taken."""
         started = time.perf_counter()
-        self._graph = load_graph(
-            self.entry.path,
-            self.entry.signature,
-            self.entry.sha256,
-            self._load_limits,
-            self._feed_limits,
+        self._graph = load_runtime(
+            self.entry, self.runtime, self._load_limits, self._feed_limits, self._threads
         )
         self._graph.run(self._warmup_feeds())
         seconds = time.perf_counter() - started
         self.metrics.load_seconds.labels(self.name).set(seconds)
-        self.metrics.info.labels(self.name, self.entry.task, self.entry.sha256 or "").set(1)
+        info = (self.name, self.entry.task, self.entry.sha256 or "", self.runtime)
+        self.metrics.info.labels(*info).set(1)
         self.ready = True
-        log.info("model %s ready (%s) in %.2fs", self.name, self.entry.task, seconds)
+        log.info(
+            "model %s ready (%s, %s) in %.2fs", self.name, self.entry.task, self.runtime, seconds
+        )
         return seconds
 
     def _warmup_feeds(self) -> dict[str, np.ndarray]:

@@ -37,22 +37,28 @@ def configure_threads(intra_op: int, inter_op: int) -> None:
         pass  # TF already initialised in this process (tests); the first setting stays.
 
 
+def read_model_file(path: Path, sha256: str | None, max_bytes: int, what: str) -> bytes:
+    """A model file's bytes once its size and sha256 (when pinned) are checked; RefusedGraph
+    otherwise. `what` names the kind of file in the reason ("graph", "tflite")."""
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise RefusedGraph(f"cannot read {what} {path}: {exc.strerror}") from exc
+    if size > max_bytes:
+        raise RefusedGraph(f"{what} file is {size} bytes, over the cap of {max_bytes}")
+    if sha256:
+        actual = sha256_file(path)
+        if actual != sha256.lower():
+            raise RefusedGraph(f"sha256 mismatch: expected {sha256.lower()}, file has {actual}")
+    return path.read_bytes()
+
+
 def read_graph_def(path: Path, sha256: str | None, limits: LoadLimits = LoadLimits()):
     """Read and check a GraphDef; raise RefusedGraph with one readable reason."""
     from google.protobuf.message import DecodeError
     from tensorflow.core.framework import graph_pb2
 
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise RefusedGraph(f"cannot read graph {path}: {exc.strerror}") from exc
-    if size > limits.max_file_bytes:
-        raise RefusedGraph(f"graph file is {size} bytes, over the cap of {limits.max_file_bytes}")
-    if sha256:
-        actual = sha256_file(path)
-        if actual != sha256.lower():
-            raise RefusedGraph(f"sha256 mismatch: expected {sha256.lower()}, file has {actual}")
-    data = path.read_bytes()
+    data = read_model_file(path, sha256, limits.max_file_bytes, "graph")
     graph_def = graph_pb2.GraphDef()
     try:
         graph_def.ParseFromString(data)

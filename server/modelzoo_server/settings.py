@@ -10,6 +10,7 @@ from pathlib import Path
 
 from modelzoo_models.contract import MODEL_DIR
 from modelzoo_server.cpu import available_cpus
+from modelzoo_server.runtimes import AUTO, RUNTIMES
 
 
 @dataclass(frozen=True)
@@ -20,8 +21,10 @@ class Settings:
     name: str
     model_dir: Path
     sha256: str | None
+    runtime: str  # auto | litert | tensorflow (modelzoo_server.runtimes)
     host: str
     port: int
+    grpc_port: int  # 0: no gRPC server
     max_body_bytes: int
     max_pixels: int
     max_inflight: int
@@ -73,9 +76,22 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     model.add_argument(
         "--sha256", default=default("sha256", None), help="expected sha256 of the graph file"
     )
+    model.add_argument(
+        "--runtime",
+        default=default("runtime", AUTO),
+        choices=RUNTIMES,
+        help="litert: the record's verified .tflite, without TensorFlow; tensorflow: the graph; "
+        "auto (default): litert where the record has a verified .tflite, else tensorflow",
+    )
     net = p.add_argument_group("network")
     net.add_argument("--host", default=default("host", "127.0.0.1"))
     net.add_argument("--port", type=int, default=default("port", 8080))
+    net.add_argument(
+        "--grpc-port",
+        type=int,
+        default=default("grpc-port", 8081),
+        help="Open Inference Protocol gRPC port, on the same --host (0 turns gRPC off)",
+    )
     limits = p.add_argument_group("limits")
     limits.add_argument("--max-body-bytes", type=int, default=default("max-body-bytes", 20 << 20))
     limits.add_argument("--max-pixels", type=int, default=default("max-pixels", 40_000_000))
@@ -95,7 +111,13 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     perf.add_argument(
         "--executor-threads", type=int, default=default("executor-threads", max(2, cpus))
     )
-    perf.add_argument("--intra-op-threads", type=int, default=default("intra-op-threads", cpus))
+    perf.add_argument(
+        "--intra-op-threads",
+        type=int,
+        default=default("intra-op-threads", cpus),
+        help="threads inside one model call: TensorFlow's intra-op pool, LiteRT's interpreter "
+        "(default: the CPU quota)",
+    )
     perf.add_argument("--inter-op-threads", type=int, default=default("inter-op-threads", 2))
     perf.add_argument(
         "--max-batch-size",
@@ -152,6 +174,10 @@ def parse_settings(
     ):
         if getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1")
+    if not 0 <= args.grpc_port <= 65535:
+        parser.error("--grpc-port must be a port number, or 0 to turn gRPC off")
+    if args.runtime not in RUNTIMES:  # argparse does not check a default from the environment
+        parser.error(f"--runtime must be one of {', '.join(RUNTIMES)}")
     if args.max_delay_ms < 0 or args.drain_seconds < 0:
         parser.error("--max-delay-ms and --drain-seconds must not be negative")
     return Settings(
@@ -161,8 +187,10 @@ def parse_settings(
         name=args.name or args.zoo or args.graph.stem,
         model_dir=args.model_dir,
         sha256=args.sha256,
+        runtime=args.runtime,
         host=args.host,
         port=args.port,
+        grpc_port=args.grpc_port,
         max_body_bytes=args.max_body_bytes,
         max_pixels=args.max_pixels,
         max_inflight=args.max_inflight,

@@ -3,10 +3,13 @@
 Pure functions: bytes in, arrays out, and back. A request with the header
 `Inference-Header-Content-Length: N` carries N bytes of JSON followed by the
 raw bytes of every input whose `parameters.binary_data_size` is set, in order.
+The checks of one tensor (name, datatype, shape, size, values), of the model name and of
+the requested outputs are the protocol's, so the gRPC codec (v2_grpc_codec) uses them too.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
 from collections.abc import Mapping
@@ -15,13 +18,97 @@ from typing import Any
 
 import numpy as np
 
-from modelzoo_server.errors import InvalidInput
+from modelzoo_server.errors import InvalidInput, ModelNotFound
 from modelzoo_server.signature import NUMPY_TO_V2, V2_DTYPES
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 # A server holds one model, always answered as this version (V2's `model_version`).
 MODEL_VERSION = "1"
+# The server's own version, as installed (V2 server metadata).
+SERVER_VERSION = importlib.metadata.version("modelzoo")
+PLATFORM = "tensorflow_graphdef"
 MAX_ELEMENTS = 1 << 28
+
+
+def check_model(served: str, name: str, version: str | None) -> None:
+    """Raise ModelNotFound unless `name` (and `version`, when given) is the served model."""
+    if name != served or (version is not None and version != MODEL_VERSION):
+        raise ModelNotFound(
+            f"unknown model {name!r}"
+            + (f" version {version!r}" if version else "")
+            + f"; this server serves {served!r} version {MODEL_VERSION}"
+        )
+
+
+@dataclass(frozen=True)
+class TensorHeader:
+    """An input's name, datatype and shape, checked; its data comes in one of two forms."""
+
+    name: str
+    datatype: str
+    shape: tuple[int, ...]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return V2_DTYPES[self.datatype]
+
+    @property
+    def nbytes(self) -> int:
+        return math.prod(self.shape) * self.dtype.itemsize
+
+    def from_bytes(self, data: bytes | memoryview, what: str) -> np.ndarray:
+        """Little-endian, row-major elements; `what` names the bytes in the error."""
+        if len(data) != self.nbytes:
+            raise InvalidInput(
+                f"input {self.name!r}: {what} of {len(data)} bytes does not match shape "
+                f"{list(self.shape)} of {self.datatype} ({self.nbytes} bytes)"
+            )
+        array = np.frombuffer(data, dtype=self.dtype.newbyteorder("<"))
+        return array.astype(self.dtype, copy=False).reshape(self.shape)
+
+    def from_values(self, flat: list[Any]) -> np.ndarray:
+        count = math.prod(self.shape)
+        if len(flat) != count:
+            raise InvalidInput(
+                f"input {self.name!r}: {len(flat)} values do not fill shape "
+                f"{list(self.shape)} ({count})"
+            )
+        try:
+            array = np.asarray(flat, dtype=self.dtype)
+        except (OverflowError, ValueError) as exc:
+            raise InvalidInput(
+                f"input {self.name!r}: values do not fit {self.datatype}: {exc}"
+            ) from exc
+        return array.reshape(self.shape)
+
+
+def little_endian_bytes(array: np.ndarray) -> bytes:
+    """The protocol's raw layout of a tensor: row-major, little-endian, no padding."""
+    return array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+
+
+def tensor_header(name: Any, datatype: Any, shape: Any) -> TensorHeader:
+    if not isinstance(name, str):
+        raise InvalidInput("every input needs a 'name' string")
+    if datatype not in V2_DTYPES:
+        raise InvalidInput(
+            f"input {name!r}: datatype {datatype!r} is not supported "
+            f"(use one of {', '.join(V2_DTYPES)})"
+        )
+    return TensorHeader(name, datatype, _shape(shape, name))
+
+
+def select_outputs(
+    results: Mapping[str, np.ndarray], wanted: tuple[str, ...] | None
+) -> dict[str, np.ndarray]:
+    """The requested outputs in the order asked (None: all of them), C-contiguous."""
+    names = wanted if wanted is not None else tuple(results)
+    unknown = [name for name in names if name not in results]
+    if unknown:
+        raise InvalidInput(
+            f"unknown output(s) {', '.join(unknown)}; the model has {', '.join(results)}"
+        )
+    return {name: np.ascontiguousarray(results[name]) for name in names}
 
 
 @dataclass(frozen=True)
@@ -84,18 +171,8 @@ def _flatten(data: Any, name: str) -> list[Any]:
 def _decode_input(spec: Any, binary: memoryview, offset: int) -> tuple[str, np.ndarray, int]:
     if not isinstance(spec, dict):
         raise InvalidInput("each entry of 'inputs' must be an object")
-    name = spec.get("name")
-    if not isinstance(name, str):
-        raise InvalidInput("every input needs a 'name' string")
-    datatype = spec.get("datatype")
-    if datatype not in V2_DTYPES:
-        raise InvalidInput(
-            f"input {name!r}: datatype {datatype!r} is not supported "
-            f"(use one of {', '.join(V2_DTYPES)})"
-        )
-    dtype = V2_DTYPES[datatype]
-    shape = _shape(spec.get("shape"), name)
-    count = math.prod(shape)
+    header = tensor_header(spec.get("name"), spec.get("datatype"), spec.get("shape"))
+    name = header.name
     params = spec.get("parameters") or {}
     if not isinstance(params, dict):
         raise InvalidInput(f"input {name!r}: parameters must be an object")
@@ -107,25 +184,11 @@ def _decode_input(spec: Any, binary: memoryview, offset: int) -> tuple[str, np.n
             raise InvalidInput(
                 f"input {name!r}: binary_data_size {size} runs past the end of the body"
             )
-        if size != count * dtype.itemsize:
-            raise InvalidInput(
-                f"input {name!r}: binary_data_size {size} does not match shape {list(shape)} "
-                f"of {datatype} ({count * dtype.itemsize} bytes)"
-            )
-        array = np.frombuffer(binary[offset : offset + size], dtype=dtype.newbyteorder("<"))
-        return name, array.astype(dtype, copy=False).reshape(shape), offset + size
+        blob = binary[offset : offset + size]
+        return name, header.from_bytes(blob, "binary_data_size"), offset + size
     if "data" not in spec:
         raise InvalidInput(f"input {name!r} has neither 'data' nor binary_data_size")
-    flat = _flatten(spec["data"], name)
-    if len(flat) != count:
-        raise InvalidInput(
-            f"input {name!r}: {len(flat)} values do not fill shape {list(shape)} ({count})"
-        )
-    try:
-        array = np.asarray(flat, dtype=dtype)
-    except (OverflowError, ValueError) as exc:
-        raise InvalidInput(f"input {name!r}: values do not fit {datatype}: {exc}") from exc
-    return name, array.reshape(shape), offset
+    return name, header.from_values(_flatten(spec["data"], name)), offset
 
 
 def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
@@ -177,22 +240,18 @@ def encode_infer_response(
 ) -> tuple[bytes, dict[str, str]]:
     """The response body and extra headers; binary outputs follow the JSON header."""
     wanted = request.outputs or tuple(RequestedOutput(n, request.binary_default) for n in results)
-    unknown = [o.name for o in wanted if o.name not in results]
-    if unknown:
-        raise InvalidInput(
-            f"unknown output(s) {', '.join(unknown)}; the model has {', '.join(results)}"
-        )
+    arrays = select_outputs(results, tuple(o.name for o in wanted))
     outputs_json = []
     blobs: list[bytes] = []
     for out in wanted:
-        array = np.ascontiguousarray(results[out.name])
+        array = arrays[out.name]
         entry: dict[str, Any] = {
             "name": out.name,
             "datatype": NUMPY_TO_V2[array.dtype],
             "shape": list(array.shape),
         }
         if out.binary:
-            blob = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+            blob = little_endian_bytes(array)
             entry["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
         else:

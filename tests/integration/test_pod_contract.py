@@ -83,6 +83,8 @@ def launch(
     port = free_port()
     argv = executable(container["command"]) + local_args(container["args"], mapping, port)
     env = container_env(container)
+    # The pod's gRPC port, mapped like --port: another server here may hold the default.
+    env["MODELZOO_GRPC_PORT"] = str(free_port())
     if env.get("HOME") == "/tmp":
         env["HOME"] = str(tmp)
     log = tmp / "server.log"

@@ -10,7 +10,13 @@ import pytest
 
 from modelzoo_models import contract
 from modelzoo_models.catalog import ENTRIES
-from modelzoo_models.contract import Artifact, ModelRecord, Preprocessing, RecordError
+from modelzoo_models.contract import (
+    Artifact,
+    ModelRecord,
+    Preprocessing,
+    RecordError,
+    Verification,
+)
 from modelzoo_server.tasks import TASKS
 
 pytestmark = pytest.mark.unit
@@ -26,7 +32,15 @@ RECORD = {
     "preprocessing": {"size": [224, 224], "scale": 0.5, "offset": -1.0},
     "labels": ["a", "b", "c"],
     "batchable": True,
-    "artifacts": [{"format": "graphdef", "file": "classify.pb", "sha256": SHA}],
+    "artifacts": [
+        {"format": "graphdef", "file": "classify.pb", "sha256": SHA},
+        {
+            "format": "tflite",
+            "file": "classify.tflite",
+            "sha256": SHA,
+            "verified": {"max_abs_diff": 2e-5, "tolerance": 1e-4, "inputs": "6 images"},
+        },
+    ],
 }
 
 
@@ -35,6 +49,8 @@ def test_a_record_round_trips_through_json() -> None:
     again = ModelRecord.from_json(json.loads(json.dumps(record.to_json())))
     assert again == record
     assert record.artifact("graphdef") == Artifact("graphdef", "classify.pb", SHA)
+    verified = Verification(max_abs_diff=2e-5, tolerance=1e-4, inputs="6 images")
+    assert record.artifact("tflite") == Artifact("tflite", "classify.tflite", SHA, verified)
     assert record.inputs[0].tensor == "images:0"
     assert record.preprocessing == Preprocessing(size=(224, 224), scale=0.5, offset=-1.0)
 
@@ -80,6 +96,10 @@ def _with(path: str, value: object) -> dict:
         ("artifacts.0.file", "../x.pb", "plain file name"),
         ("artifacts.0.sha256", "AB" * 32, "64 lowercase hex"),
         ("artifacts.0.format", "onnx", "artifact format"),
+        ("artifacts.0.verified", RECORD["artifacts"][1]["verified"], "only one, carries"),
+        ("artifacts.1.verified", None, "only one, carries"),
+        ("artifacts.1.verified.max_abs_diff", 0.5, "exceeds tolerance"),
+        ("artifacts.1.verified.inputs", "", "must be described"),
     ],
 )
 def test_a_bad_record_is_refused_with_its_reason(path: str, value: object, reason: str) -> None:

@@ -2,36 +2,28 @@
 
 from __future__ import annotations
 
-import importlib.metadata
-
 from aiohttp import web
 
 from modelzoo_server.appkeys import DRAIN, MODEL
-from modelzoo_server.errors import InvalidInput, ModelNotFound, ModelNotReady
+from modelzoo_server.errors import InvalidInput, ModelNotReady
 from modelzoo_server.model import ServedModel
 from modelzoo_server.routes.access import Access, access
 from modelzoo_server.v2_codec import (
     HEADER_LENGTH,
     MODEL_VERSION,
+    PLATFORM,
+    SERVER_VERSION,
+    check_model,
     encode_infer_response,
     parse_infer_request,
 )
 
 routes = web.RouteTableDef()
-# The server's own version, as installed (V2 server metadata).
-SERVER_VERSION = importlib.metadata.version("modelzoo")
 
 
 def _model(request: web.Request) -> ServedModel:
     model = request.app[MODEL]
-    name = request.match_info["name"]
-    version = request.match_info.get("version")
-    if name != model.name or (version is not None and version != MODEL_VERSION):
-        raise ModelNotFound(
-            f"unknown model {name!r}"
-            + (f" version {version!r}" if version else "")
-            + f"; this server serves {model.name!r} version {MODEL_VERSION}"
-        )
+    check_model(model.name, request.match_info["name"], request.match_info.get("version"))
     return model
 
 
@@ -66,7 +58,7 @@ async def model_metadata(request: web.Request) -> web.Response:
         {
             "name": model.name,
             "versions": [MODEL_VERSION],
-            "platform": "tensorflow_graphdef",
+            "platform": PLATFORM,
             "inputs": [s.as_v2_metadata() for s in signature.inputs],
             "outputs": [s.as_v2_metadata() for s in signature.outputs],
             "parameters": {

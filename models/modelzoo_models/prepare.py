@@ -1,0 +1,235 @@
+"""`modelzoo-prepare`: a frozen graph → a builtin-ops `.tflite`, verified against the graph.
+
+op allowlist (the server's graph reader) → TensorFlow's own TFLiteConverter with
+TFLITE_BUILTINS only → the graph (TensorFlow) and the flatbuffer (LiteRT, as the server
+runs it) on the same fixed inputs → the `.tflite` and an Artifact carrying its sha256 and
+the largest difference seen. A graph that does not convert, or not closely enough, raises
+NotConverted with the reason; it keeps its graphdef and TensorFlow serves it.
+
+The zoo build runs this for every entry (run_recipes); it needs TensorFlow, the server on
+LiteRT never does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import sys
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from modelzoo_models.contract import (
+    IMAGE_CLASSIFICATION,
+    TENSOR,
+    TFLITE,
+    Artifact,
+    Unservable,
+    Verification,
+    sha256_file,
+)
+from modelzoo_server.litert import LiteModel, builtin_ops
+from modelzoo_server.model_entry import ModelEntry, from_files
+from modelzoo_server.runtime import GraphModel, read_graph_def
+from modelzoo_server.signature import FeedLimits, Signature
+from modelzoo_server.tasks import TASKS
+
+# Mid-size pictures (larger than every zoo input, so each resize runs) of no particular
+# content: noise, smooth colour fields and a gradient. Seeded: the same bytes every build.
+_IMAGE_SIZE = (240, 320)  # height, width
+_SEED = 0
+
+
+class NotConverted(Exception):
+    """The graph has no verified `.tflite`; the message says why, in one line."""
+
+
+def convert(graph_def, signature: Signature) -> bytes:
+    """A checked GraphDef → TFLite flatbuffer bytes, builtin ops only (or NotConverted)."""
+    # Here, not at the top: `modelzoo-models dir` imports the build, and needs no TensorFlow.
+    import tensorflow as tf
+
+    # Not exported under tf.lite in TensorFlow 2.21; this is where the converter raises it.
+    from tensorflow.lite.python.convert_phase import ConverterError
+
+    with tf.Graph().as_default() as graph:
+        tf.compat.v1.import_graph_def(graph_def, name="")
+        inputs = [graph.get_tensor_by_name(s.tensor) for s in signature.inputs]
+        outputs = [graph.get_tensor_by_name(s.tensor) for s in signature.outputs]
+        converter = tf.compat.v1.lite.TFLiteConverter(graph_def, inputs, outputs)
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    try:
+        with _stderr_discarded():
+            data = converter.convert()
+    except ConverterError as exc:
+        raise NotConverted(_conversion_failure(str(exc))) from exc
+    builtin_ops(data)  # the server's own check, so a file we write is one it serves
+    return data
+
+
+@contextlib.contextmanager
+def _stderr_discarded() -> Iterator[None]:
+    """The converter's C++ writes each MLIR diagnostic to fd 2 as well as into the exception
+    (hundreds of lines for mtcnn); the build log gets the exception's one-line summary."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as sink:
+            os.dup2(sink.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _conversion_failure(message: str) -> str:
+    """The converter's pages of MLIR → which ops lacked a builtin kernel, and on what type."""
+    listed = re.search(r"TF Select ops: ([\w, ]+)", message)
+    if not listed:
+        first = next((ln for ln in message.splitlines() if "error:" in ln), message)
+        return f"TFLite conversion failed: {first.strip()[:300]}"
+    ops = [op.strip() for op in listed.group(1).split(",")]
+    uses = re.findall(r"^\s*tf\.(\w+)\((.*)$", message, flags=re.MULTILINE)
+
+    def on_float64(op: str) -> bool:
+        signatures = [args for name, args in uses if name == op]
+        return bool(signatures) and all("f64" in args for args in signatures)
+
+    described = [f"{op} (float64)" if on_float64(op) else op for op in ops]
+    return f"no TFLite builtin kernel for {len(ops)} op(s): {', '.join(described)}"
+
+
+def _images() -> list[np.ndarray]:
+    rng = np.random.default_rng(_SEED)
+    height, width = _IMAGE_SIZE
+    noise = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+    fields = [
+        np.asarray(
+            Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize(
+                (width, height), Image.Resampling.BICUBIC
+            )
+        )
+        for _ in range(2)
+    ]
+    ramp = np.linspace(0, 255, width, dtype=np.float32)[None, :, None]
+    column = np.linspace(255, 0, height, dtype=np.float32)[:, None, None]
+    gradient = np.broadcast_to((ramp + column) / 2, (height, width, 3)).astype(np.uint8)
+    return [noise, *fields, gradient]
+
+
+def verification_feeds(entry: ModelEntry) -> tuple[list[dict[str, np.ndarray]], str]:
+    """Fixed feeds through the task's own preprocessing (as the server builds them)."""
+    if entry.task == TENSOR:
+        raise NotConverted("prepare verifies image models only; a tensor model keeps TensorFlow")
+    task = TASKS[entry.task](entry)
+    options = task.options({})
+    feeds = [task.preprocess(image, options) for image in _images()]
+    height, width = _IMAGE_SIZE
+    described = (
+        f"{len(feeds)} synthetic {width}x{height} images (noise, smooth colour fields, "
+        f"gradient; seed {_SEED}) through the task's preprocessing"
+    )
+    return feeds, described
+
+
+def _max_abs_diff(name: str, expected: np.ndarray, actual: np.ndarray) -> float:
+    if expected.shape != actual.shape:
+        raise NotConverted(f"output {name!r}: shape {actual.shape}, TensorFlow {expected.shape}")
+    nan = np.isnan(expected)
+    if not np.array_equal(nan, np.isnan(actual)):
+        raise NotConverted(f"output {name!r}: NaN where TensorFlow has none, or the reverse")
+    if not nan.all():
+        return float(np.abs(expected[~nan].astype(np.float64) - actual[~nan]).max())
+    return 0.0
+
+
+def compare(
+    entry: ModelEntry,
+    expected: Mapping[str, np.ndarray],
+    actual: Mapping[str, np.ndarray],
+    tolerance: float,
+) -> float:
+    """The largest absolute difference of any output; NotConverted beyond `tolerance` or
+    when a classifier's top class changes (the one thing a user sees of its scores)."""
+    worst = max(_max_abs_diff(n, expected[n], actual[n]) for n in expected)
+    if worst > tolerance:
+        raise NotConverted(f"LiteRT differs from TensorFlow by {worst:.3g} (> {tolerance:g})")
+    if entry.task == IMAGE_CLASSIFICATION:
+        for name, values in expected.items():
+            if not np.array_equal(values.argmax(-1), actual[name].argmax(-1)):
+                raise NotConverted(f"output {name!r}: LiteRT's top class differs")
+    return worst
+
+
+def _batches(
+    entry: ModelEntry, feeds: list[dict[str, np.ndarray]]
+) -> Iterable[dict[str, np.ndarray]]:
+    """Each feed alone, then all of them as one batch where the inputs stack (which also
+    checks that the flatbuffer resizes to another batch size)."""
+    yield from feeds
+    if entry.batchable and all(s.shape and s.shape[0] == -1 for s in entry.signature.inputs):
+        yield {name: np.concatenate([f[name] for f in feeds]) for name in feeds[0]}
+
+
+def prepare(entry: ModelEntry, out: Path, tolerance: float, threads: int = 1) -> Artifact:
+    """Convert `entry`'s graph to `out` (a `.tflite`) and verify it; NotConverted if not.
+
+    The allowlist and the sha256 are checked before anything else (RefusedGraph)."""
+    graph_def = read_graph_def(entry.path, entry.sha256)
+    feeds, described = verification_feeds(entry)
+    data = convert(graph_def, entry.signature)
+    reference = GraphModel(graph_def, entry.signature, FeedLimits())
+    candidate = LiteModel(data, entry.signature, FeedLimits(), threads)
+    batches = list(_batches(entry, feeds))
+    if len(batches) > len(feeds):
+        described += ", each alone and all as one batch"
+    worst = max(
+        compare(entry, reference.run(feed), candidate.run(feed), tolerance) for feed in batches
+    )
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, out)
+    return Artifact(TFLITE, out.name, sha256_file(out), Verification(worst, tolerance, described))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="modelzoo-prepare",
+        description="Convert a frozen graph to a builtin-ops .tflite and verify it against "
+        "the graph; prints the artifact record (JSON). Exit 1: not converted (the reason on "
+        "stderr), 2: the graph or signature is refused.",
+    )
+    parser.add_argument("--graph", type=Path, required=True, help="a frozen GraphDef .pb")
+    parser.add_argument(
+        "--signature", type=Path, required=True, help="JSON/YAML signature file of the graph"
+    )
+    parser.add_argument("--sha256", help="expected sha256 of the graph file")
+    parser.add_argument("--out", type=Path, help="the .tflite to write (default: next to --graph)")
+    parser.add_argument(
+        "--tolerance",
+        type=float,
+        default=1e-3,
+        help="largest absolute difference of any output allowed (default 1e-3)",
+    )
+    args = parser.parse_args(argv)
+    out = args.out or args.graph.with_suffix(".tflite")
+    try:
+        entry = from_files(args.graph, args.signature, args.graph.stem, args.sha256)
+        artifact = prepare(entry, out, args.tolerance)
+    except Unservable as exc:
+        print(f"modelzoo-prepare: refused: {exc}", file=sys.stderr)
+        return 2
+    except NotConverted as exc:
+        print(f"modelzoo-prepare: not converted: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(artifact.to_json(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,62 @@
+"""Which runtime serves the model, and loading it there.
+
+LiteRT runs a record's verified `.tflite` (builtin ops, XNNPACK on CPU) without
+TensorFlow in the process; TensorFlow runs the graph itself, for graphs that do not
+convert and for GPUs. `auto` takes LiteRT whenever the record has a verified `.tflite`.
+TensorFlow is imported only inside the graph runtime's calls and LiteRT only when
+chosen, so a LiteRT server never loads TensorFlow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
+
+import numpy as np
+
+from modelzoo_models.contract import TFLITE, RecordError
+from modelzoo_server.model_entry import ModelEntry
+from modelzoo_server.runtime import LoadLimits, load_graph
+from modelzoo_server.signature import FeedLimits
+
+AUTO = "auto"
+LITERT = "litert"
+TENSORFLOW = "tensorflow"
+RUNTIMES = (AUTO, LITERT, TENSORFLOW)
+
+
+class Runtime(Protocol):
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Validate feeds (by public name), run the model, return outputs by public name."""
+        ...
+
+
+def choose(entry: ModelEntry, wanted: str) -> str:
+    """The runtime for this entry; RecordError when LiteRT is asked for and has nothing to run."""
+    tflite = entry.record.artifact(TFLITE)
+    if wanted == AUTO:
+        return LITERT if tflite is not None else TENSORFLOW
+    if wanted == LITERT and tflite is None:
+        why = entry.record.notes.get(TFLITE, "the record lists no verified .tflite artifact")
+        raise RecordError(f"--runtime litert: model {entry.name!r} has no .tflite ({why})")
+    return wanted
+
+
+def load_runtime(
+    entry: ModelEntry,
+    runtime: str,
+    limits: LoadLimits = LoadLimits(),
+    feed_limits: FeedLimits = FeedLimits(),
+    threads: int = 1,
+) -> Runtime:
+    """Check and load the entry's file for `runtime` (blocking); RefusedGraph if refused."""
+    if runtime == LITERT:
+        from modelzoo_server.litert import load_tflite
+
+        tflite = entry.record.artifact(TFLITE)
+        assert tflite is not None, "choose() refuses LiteRT without a .tflite"
+        path = entry.path.parent / tflite.file  # artifacts lie next to each other
+        return load_tflite(
+            path, entry.signature, tflite.sha256, feed_limits, threads, limits.max_file_bytes
+        )
+    return load_graph(entry.path, entry.signature, entry.sha256, limits, feed_limits)

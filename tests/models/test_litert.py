@@ -1,0 +1,151 @@
+"""Every zoo `.tflite` against its TensorFlow graph, on the test photos.
+
+The reference is the built graph run by TensorFlow, which the other model tests check
+against the originals (the shipped graphs, TF.js, the `mtcnn` package). The `.tflite`
+(run by LiteRT as the server runs it) must stay within the tolerance its catalog entry
+states and the prepare step recorded, and give the same top classes and the same boxes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from modelzoo_models.catalog import ENTRIES
+from modelzoo_models.contract import IMAGE_CLASSIFICATION, TFLITE, Artifact, sha256_file
+from modelzoo_models.prepare import convert
+from modelzoo_server.litert import builtin_ops
+from modelzoo_server.model_entry import ModelEntry, from_catalog
+from modelzoo_server.runtime import read_graph_def
+from modelzoo_server.runtimes import LITERT, TENSORFLOW, Runtime, load_runtime
+from modelzoo_server.tasks import TASKS, Task
+from tests import photos
+
+pytestmark = pytest.mark.models
+
+CONVERTED = ("mobilenet", "nsfw", "centernet", "emotion")
+PHOTOS = ("astronaut", "coffee", "chelsea", "grace_hopper")
+
+
+class Pair:
+    """One zoo entry on both runtimes."""
+
+    def __init__(self, entry: ModelEntry) -> None:
+        self.entry = entry
+        tflite = entry.record.artifact(TFLITE)
+        assert tflite is not None and tflite.verified is not None, entry.record.notes
+        self.tflite: Artifact = tflite
+        self.tolerance = tflite.verified.tolerance
+        self.task: Task = TASKS[entry.task](entry)
+        self.graph: Runtime = load_runtime(entry, TENSORFLOW)
+        self.lite: Runtime = load_runtime(entry, LITERT, threads=2)
+
+    def feeds(self, photo: str) -> dict[str, np.ndarray]:
+        return self.task.preprocess(photos.PHOTOS[photo](), self.task.options({}))
+
+    def result(self, outputs: dict[str, np.ndarray], photo: str) -> dict:
+        height, width = photos.PHOTOS[photo]().shape[:2]
+        return self.task.postprocess(outputs, (width, height), self.task.options({}))
+
+
+@pytest.fixture(scope="module", params=CONVERTED)
+def pair(request: pytest.FixtureRequest, zoo_dir: Path) -> Iterator[Pair]:
+    yield Pair(from_catalog(zoo_dir, request.param))
+
+
+def _assert_close(expected: dict, actual: dict, tolerance: float) -> None:
+    for name, value in expected.items():
+        np.testing.assert_allclose(
+            actual[name], value, rtol=0, atol=tolerance, equal_nan=True, err_msg=name
+        )
+
+
+def test_the_record_carries_the_verification(pair: Pair) -> None:
+    path = pair.entry.path.parent / pair.tflite.file
+    assert sha256_file(path) == pair.tflite.sha256
+    assert pair.tolerance == ENTRIES[pair.entry.record.name].tflite_tolerance
+    assert 0 <= pair.tflite.verified.max_abs_diff <= pair.tolerance
+    assert builtin_ops(path.read_bytes())  # builtin ops only, or it raises
+
+
+@pytest.mark.parametrize("photo", PHOTOS)
+def test_litert_agrees_with_tensorflow_on_photos(pair: Pair, photo: str) -> None:
+    feeds = pair.feeds(photo)
+    expected, actual = pair.graph.run(feeds), pair.lite.run(feeds)
+    _assert_close(expected, actual, pair.tolerance)
+    ours, theirs = pair.result(actual, photo), pair.result(expected, photo)
+    if pair.entry.task == IMAGE_CLASSIFICATION:
+        assert ours["predictions"][0]["label"] == theirs["predictions"][0]["label"]
+        return
+    # Boxes come back in the photo's pixels, rounded to 0.01: the model's tolerance in
+    # its input's pixels, scaled to the photo's, plus that rounding.
+    assert [d["label"] for d in ours["detections"]] == [d["label"] for d in theirs["detections"]]
+    assert theirs["detections"], f"no detection on {photo}: nothing compared"
+    scale = max(photos.PHOTOS[photo]().shape[:2]) / min(pair.task.height, pair.task.width)
+    for mine, reference in zip(ours["detections"], theirs["detections"], strict=True):
+        np.testing.assert_allclose(
+            mine["box"], reference["box"], atol=pair.tolerance * scale + 0.01
+        )
+
+
+# centernet takes one image per call (its graph hard-codes batch 1).
+@pytest.mark.parametrize("pair", [n for n in CONVERTED if ENTRIES[n].batchable], indirect=True)
+def test_a_batch_agrees_with_single_runs(pair: Pair) -> None:
+    singles = [pair.feeds(photo) for photo in PHOTOS]
+    batch = {name: np.concatenate([f[name] for f in singles]) for name in singles[0]}
+    together = pair.lite.run(batch)
+    for i, feeds in enumerate(singles):
+        alone = pair.lite.run(feeds)
+        _assert_close(alone, {k: v[i : i + 1] for k, v in together.items()}, pair.tolerance)
+
+
+def test_conversion_is_deterministic(pair: Pair) -> None:
+    """The zoo build is cached by its inputs: converting again gives the catalog's bytes."""
+    graph_def = read_graph_def(pair.entry.path, pair.entry.sha256)
+    again = convert(graph_def, pair.entry.signature)
+    assert hashlib.sha256(again).hexdigest() == pair.tflite.sha256
+
+
+def test_mtcnn_has_no_tflite_and_says_why(zoo_dir: Path) -> None:
+    record = from_catalog(zoo_dir, "mtcnn").record
+    assert record.artifact(TFLITE) is None
+    note = record.notes["tflite"]
+    assert note.startswith("not converted: no TFLite builtin kernel for")
+    assert "Log (float64)" in note and "CropAndResize" in note
+
+
+def _prepare_cli(zoo_dir: Path, name: str, out: Path) -> subprocess.CompletedProcess:
+    """`modelzoo-prepare` on a built graph, with its catalog record as the signature file."""
+    script = Path(sys.executable).parent / "modelzoo-prepare"
+    graph, record = zoo_dir / f"{name}.pb", zoo_dir / f"{name}.meta.json"
+    return subprocess.run(
+        [str(script), "--graph", str(graph), "--signature", str(record), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_the_cli_writes_what_the_zoo_build_wrote(zoo_dir: Path, tmp_path: Path) -> None:
+    done = _prepare_cli(zoo_dir, "emotion", tmp_path / "emotion.tflite")
+    assert done.returncode == 0, done.stderr[-2000:]
+    artifact = json.loads(done.stdout)
+    built = from_catalog(zoo_dir, "emotion").record.artifact(TFLITE)
+    assert built is not None
+    assert artifact["sha256"] == built.sha256 == sha256_file(tmp_path / "emotion.tflite")
+    assert artifact["verified"]["max_abs_diff"] <= artifact["verified"]["tolerance"]
+
+
+def test_the_cli_says_why_a_graph_does_not_convert(zoo_dir: Path, tmp_path: Path) -> None:
+    done = _prepare_cli(zoo_dir, "mtcnn", tmp_path / "mtcnn.tflite")
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("modelzoo-prepare: not converted: no TFLite builtin kernel for"), last
+    assert not (tmp_path / "mtcnn.tflite").exists()
