@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,3 +101,15 @@ def stop(process: subprocess.Popen, grace: float) -> bool:
         process.wait()
         return False
     return True
+
+
+@contextlib.contextmanager
+def http_origin(handler: Callable[..., http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A plain threaded HTTP server on a free loopback port; yields its base URL."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import http.server
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.servers import http_origin
 
 pytestmark = pytest.mark.integration
 SCRIPT = str(Path(sys.executable).parent / "modelzoo-healthcheck")
@@ -26,13 +27,8 @@ class Health(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def origin() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Health)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with http_origin(Health) as url:
+        yield url
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

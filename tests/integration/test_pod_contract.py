@@ -9,6 +9,7 @@ and the host/port to 127.0.0.1 and a free port. Then the real server must answer
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.server
 import json
@@ -16,7 +17,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -28,7 +28,7 @@ from modelzoo_operator import builders
 from modelzoo_operator.settings import Settings
 from modelzoo_operator.spec import ZooEntryNames, parse_zoo
 from tests import photos
-from tests.servers import free_port, stop, wait_ready
+from tests.servers import free_port, http_origin, stop, wait_ready
 
 pytestmark = pytest.mark.integration
 SETTINGS = Settings(drain_seconds=5)
@@ -139,14 +139,9 @@ def test_a_zoo_model_pod_serves_as_built(zoo_dir: Path, tmp_path: Path):
 @pytest.fixture
 def origin(zoo_dir: Path) -> Iterator[str]:
     """A plain HTTP server with the built graphs (where a user's model would live)."""
-    handler = lambda *a: http.server.SimpleHTTPRequestHandler(*a, directory=str(zoo_dir))  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(zoo_dir))
+    with http_origin(handler) as url:
+        yield url
 
 
 def test_a_url_model_pod_fetches_checks_and_serves(zoo_dir: Path, tmp_path: Path, origin: str):
