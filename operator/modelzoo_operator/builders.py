@@ -119,6 +119,10 @@ def server_args(model: ModelSpec, settings: Settings) -> list[str]:
         args += ["--graph", graph, "--signature", f"{SIGNATURE_MOUNT}/{SIGNATURE_FILE}"]
         if source.sha256:
             args += ["--sha256", source.sha256]
+    if model.gpu:
+        # A GPU pod runs the graph on TensorFlow; CPU pods keep the server's `auto`, which
+        # takes a zoo entry's verified .tflite on LiteRT.
+        args += ["--runtime", "tensorflow"]
     args += [
         "--host",
         "0.0.0.0",

@@ -121,6 +121,11 @@ def test_a_cpu_model_gets_no_gpu_toleration_selector_or_limit():
     assert server(manifests)["resources"]["requests"] == builders.DEFAULT_REQUESTS
 
 
+def test_gpu_pods_run_tensorflow_and_cpu_pods_let_the_server_choose():
+    assert _server_settings(server(built(SAMPLES["zoo-gpu"]))).runtime == "tensorflow"
+    assert _server_settings(server(built(SAMPLES["zoo-cpu"]))).runtime == "auto"
+
+
 def test_gpu_placement_comes_from_the_settings():
     settings = Settings(
         gpu_resource="amd.com/gpu",
