@@ -71,6 +71,6 @@ ENV HOME=/tmp \
     MODELZOO_MODEL_DIR=/opt/modelzoo/models
 USER 10001:10001
 WORKDIR /tmp
-EXPOSE 8080
+EXPOSE 8080 8081
 ENTRYPOINT ["modelzoo-server"]
 CMD ["--zoo", "mtcnn", "--host", "0.0.0.0", "--port", "8080"]

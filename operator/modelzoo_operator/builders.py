@@ -23,8 +23,11 @@ LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGER = "modelzoo-operator"
 CONFIG_HASH = "modelzoo.dev/config-hash"
 
-PORT = 8080  # the server's one port: /infer, /v2/..., /metrics
+PORT = 8080  # the server's HTTP port: /infer, /v2/..., /metrics
 SERVICE_PORT = 80
+# The server's Open Inference Protocol gRPC port (its --grpc-port default), the same on
+# the Service, as gRPC clients expect it.
+GRPC_PORT = 8081
 GRAPH_MOUNT = "/models"  # the fetched graph (emptyDir) or the PVC
 SIGNATURE_MOUNT = "/etc/modelzoo"
 SIGNATURE_FILE = "signature.json"
@@ -94,9 +97,17 @@ def child_kinds(settings: Settings) -> tuple[tuple[str, str], ...]:
     return (*CHILD_KINDS, NETWORK_POLICY_KIND) if settings.network_policy else CHILD_KINDS
 
 
+def _service_host(zoo: ZooSpec, model: ModelSpec, settings: Settings) -> str:
+    return f"{child_name(zoo.name, model.name)}.{zoo.namespace}.svc.{settings.cluster_domain}"
+
+
 def model_url(zoo: ZooSpec, model: ModelSpec, settings: Settings) -> str:
-    host = f"{child_name(zoo.name, model.name)}.{zoo.namespace}.svc.{settings.cluster_domain}"
-    return f"http://{host}/infer"
+    return f"http://{_service_host(zoo, model, settings)}/infer"
+
+
+def grpc_address(zoo: ZooSpec, model: ModelSpec, settings: Settings) -> str:
+    """host:port of the model's gRPC service, as tritonclient.grpc takes it."""
+    return f"{_service_host(zoo, model, settings)}:{GRPC_PORT}"
 
 
 def _number(value: float) -> str:
@@ -311,7 +322,10 @@ def _server_container(
         "args": server_args(model, settings),
         # The root filesystem is read-only: anything that wants a home writes to /tmp.
         "env": [{"name": "HOME", "value": "/tmp"}],
-        "ports": [{"name": "http", "containerPort": PORT, "protocol": "TCP"}],
+        "ports": [
+            {"name": "http", "containerPort": PORT, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+        ],
         "resources": resources(model, settings),
         **_probes(model, settings),
         "securityContext": _container_security(),
@@ -393,6 +407,13 @@ def service(zoo: ZooSpec, model: ModelSpec) -> Manifest:
                 {"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"},
                 # The same server port, named for ServiceMonitors that select `metrics`.
                 {"name": "metrics", "port": PORT, "targetPort": "http", "protocol": "TCP"},
+                {
+                    "name": "grpc",
+                    "port": GRPC_PORT,
+                    "targetPort": "grpc",
+                    "protocol": "TCP",
+                    "appProtocol": "grpc",
+                },
             ],
         },
     }
@@ -462,12 +483,16 @@ def network_policy(zoo: ZooSpec, model: ModelSpec, settings: Settings) -> Manife
     Egress stays open unless rules are configured."""
     if not settings.network_policy:
         return None
-    port = [{"protocol": "TCP", "port": PORT}]
+    http = {"protocol": "TCP", "port": PORT}
+    inference = [http, {"protocol": "TCP", "port": GRPC_PORT}]  # REST and gRPC
     ingress = [
-        {"from": [dict(p) for p in peers], "ports": port}
-        for peers in (settings.network_policy_inference_from, settings.network_policy_scrape_from)
+        {"from": [dict(p) for p in peers], "ports": ports}
+        for peers, ports in (
+            (settings.network_policy_inference_from, inference),
+            (settings.network_policy_scrape_from, [http]),  # /metrics is on the HTTP port
+        )
         if peers
-    ] or [{"ports": port}]  # no peers listed at all: any source, but only this port
+    ] or [{"ports": inference}]  # no peers listed at all: any source, but only these ports
     spec: dict[str, Any] = {
         "podSelector": {"matchLabels": selector_labels(zoo, model)},
         "policyTypes": ["Ingress"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from modelzoo_operator.builders import model_url
+from modelzoo_operator.builders import grpc_address, model_url
 from modelzoo_operator.settings import Settings
 from modelzoo_operator.spec import ModelSpec, ZooSpec
 
@@ -100,6 +100,7 @@ def _model_entry(
         replicas=desired,
         readyReplicas=ready,
         url=model_url(zoo, model, settings),
+        grpcAddress=grpc_address(zoo, model, settings),
         phase=phase,
         message=message,
     )

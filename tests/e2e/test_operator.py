@@ -79,6 +79,7 @@ def test_the_sample_zoo_becomes_ready_with_gpu_and_cpu_placement(cluster, operat
 
     models = {m["name"]: m for m in zoo["status"]["models"]}
     assert models["faces"]["url"] == f"http://demo-faces.{namespace}.svc.cluster.local/infer"
+    assert models["faces"]["grpcAddress"] == f"demo-faces.{namespace}.svc.cluster.local:8081"
     assert models["classify"]["readyReplicas"] == 2 and models["classify"]["phase"] == "Ready"
     assert zoo["status"]["observedGeneration"] == zoo["metadata"]["generation"]
 

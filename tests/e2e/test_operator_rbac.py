@@ -179,11 +179,12 @@ def test_each_model_gets_a_networkpolicy_owned_by_its_zoo(audited, op, audited_n
         "modelzoo.dev/model": "b",
     }
     assert spec["policyTypes"] == ["Ingress"]
-    port = [{"protocol": "TCP", "port": 8080}]
-    # The chart's values (AUDITED_VALUES) reached the operator through its Deployment's env.
+    http, grpc = {"protocol": "TCP", "port": 8080}, {"protocol": "TCP", "port": 8081}
+    # The chart's values (AUDITED_VALUES) reached the operator through its Deployment's env;
+    # inference peers reach REST and gRPC, the scraper only the HTTP port (/metrics).
     assert spec["ingress"] == [
-        {"from": [{"podSelector": {}}], "ports": port},
-        {"from": [MONITORING], "ports": port},
+        {"from": [{"podSelector": {}}], "ports": [http, grpc]},
+        {"from": [MONITORING], "ports": [http]},
     ]
     pods = get_json(audited.cluster, "pods", "-n", ns, "-l", "modelzoo.dev/model=b")["items"]
     assert len(pods) == 2

@@ -87,7 +87,7 @@ def test_the_entrypoint_is_the_server_console_script_the_pods_run():
     cmd = exec_form("CMD")
     assert cmd[cmd.index("--port") + 1] == str(builders.PORT)
     (expose,) = [a for k, a in instructions() if k == "EXPOSE"]
-    assert expose == str(builders.PORT)
+    assert expose.split() == [str(builders.PORT), str(builders.GRPC_PORT)]
 
 
 def test_the_image_runs_as_the_user_the_pods_expect():

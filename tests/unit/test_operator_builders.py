@@ -179,7 +179,10 @@ def test_probes_ports_metrics_and_drain():
     assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
     startup = container["startupProbe"]
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 900
-    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert container["ports"] == [
+        {"name": "http", "containerPort": 8080, "protocol": "TCP"},
+        {"name": "grpc", "containerPort": 8081, "protocol": "TCP"},
+    ]
     assert container["lifecycle"]["preStop"] == {"sleep": {"seconds": 5}}
     assert spec["terminationGracePeriodSeconds"] > 25 + 5
     assert container["args"][container["args"].index("--drain-seconds") + 1] == "25"
@@ -190,6 +193,12 @@ def test_probes_ports_metrics_and_drain():
     ports = {p["name"]: p for p in by_kind(manifests)["Service"]["spec"]["ports"]}
     assert ports["http"]["port"] == 80 and ports["http"]["targetPort"] == "http"
     assert ports["metrics"]["targetPort"] == "http"
+    assert ports["grpc"] == {
+        "name": "grpc", "port": 8081, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"
+    }  # fmt: skip
+    # The container's gRPC port is the one the server listens on by default.
+    assert "--grpc-port" not in container["args"]
+    assert parse_settings(container["args"], env={}).grpc_port == builders.GRPC_PORT
 
 
 # ------------------------------------------------------------------ sources & the server

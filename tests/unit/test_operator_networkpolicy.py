@@ -15,6 +15,9 @@ from modelzoo_operator.spec import parse_zoo
 from tests.samples import CATALOG, DNS, GATEWAY, MONITORING, SAMPLES, built, zoo_body
 from tests.unit.test_operator_handlers import FakeKube, set_spec
 
+HTTP = {"protocol": "TCP", "port": 8080}
+GRPC = {"protocol": "TCP", "port": 8081}
+
 pytestmark = pytest.mark.unit
 
 ON = Settings(
@@ -61,23 +64,24 @@ def test_ingress_on_the_server_port_only_from_the_configured_peers():
     assert spec["policyTypes"] == ["Ingress"], "egress is not restricted by default"
     assert "egress" not in spec
     assert spec["ingress"] == [
-        {"from": [GATEWAY], "ports": [{"protocol": "TCP", "port": 8080}]},
-        {"from": [MONITORING], "ports": [{"protocol": "TCP", "port": 8080}]},
+        {"from": [GATEWAY], "ports": [HTTP, GRPC]},
+        {"from": [MONITORING], "ports": [HTTP]},
     ]
-    # The port that serves /infer, /v2 and /metrics: the container's, which both Service
-    # ports (http and metrics) target.
+    # The ports that serve /infer, /v2 and /metrics, and gRPC: the container's, which the
+    # Service's ports target.
     deployment = next(
         m for m in built(SAMPLES["zoo-cpu"], settings=ON) if m["kind"] == "Deployment"
     )
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert container["ports"] == [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]
+    assert [(p["containerPort"], p["protocol"]) for p in container["ports"]] == [
+        (HTTP["port"], "TCP"),
+        (GRPC["port"], "TCP"),
+    ]
 
 
 def test_the_default_peers_are_the_zoos_own_namespace():
     (policy,) = policies(SAMPLES["zoo-cpu"], settings=Settings(network_policy=True))
-    assert policy["spec"]["ingress"] == [
-        {"from": [{"podSelector": {}}], "ports": [{"protocol": "TCP", "port": 8080}]}
-    ]
+    assert policy["spec"]["ingress"] == [{"from": [{"podSelector": {}}], "ports": [HTTP, GRPC]}]
 
 
 def test_no_peers_at_all_still_closes_every_other_port():
@@ -85,7 +89,7 @@ def test_no_peers_at_all_still_closes_every_other_port():
         network_policy=True, network_policy_inference_from=(), network_policy_scrape_from=()
     )
     (policy,) = policies(SAMPLES["zoo-cpu"], settings=settings)
-    assert policy["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8080}]}]
+    assert policy["spec"]["ingress"] == [{"ports": [HTTP, GRPC]}]
 
 
 def test_egress_rules_when_configured():

@@ -83,6 +83,7 @@ def test_ready_only_when_every_model_has_its_ready_replicas():
         "replicas": 2,
         "readyReplicas": 2,
         "url": "http://demo-classify.ml.svc.cluster.local/infer",
+        "grpcAddress": "demo-classify.ml.svc.cluster.local:8081",
         "phase": "Ready",
         "message": "2/2 replicas ready",
     }
