@@ -7,6 +7,7 @@ callers on the event loop hand it to an executor.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from modelzoo_models.contract import RefusedGraph, sha256_file
+from modelzoo_models.contract import RefusedGraph
 from modelzoo_models.graph_policy import GraphLimits, check_graph
 from modelzoo_server.errors import InvalidInput
 from modelzoo_server.signature import FeedLimits, Signature, validate_feeds
@@ -46,11 +47,13 @@ def read_model_file(path: Path, sha256: str | None, max_bytes: int, what: str) -
         raise RefusedGraph(f"cannot read {what} {path}: {exc.strerror}") from exc
     if size > max_bytes:
         raise RefusedGraph(f"{what} file is {size} bytes, over the cap of {max_bytes}")
+    # One read: the bytes whose sha256 is checked are the bytes that get parsed.
+    data = path.read_bytes()
     if sha256:
-        actual = sha256_file(path)
+        actual = hashlib.sha256(data).hexdigest()
         if actual != sha256.lower():
             raise RefusedGraph(f"sha256 mismatch: expected {sha256.lower()}, file has {actual}")
-    return path.read_bytes()
+    return data
 
 
 def read_graph_def(path: Path, sha256: str | None, limits: LoadLimits = LoadLimits()):
