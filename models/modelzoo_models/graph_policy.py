@@ -89,10 +89,10 @@ def _const_bytes(node) -> int:
     return max(count * 8, len(value.tensor_content), sum(len(s) for s in value.string_val))
 
 
-def _check_nodes(nodes: Iterable, where: str, functions: set[str], limits: GraphLimits) -> None:
+def _check_nodes(nodes: Iterable, where: str, allowed: set[str], limits: GraphLimits) -> None:
     for node in nodes:
         op = node.op
-        if op not in ALLOWED_OPS and op not in functions:
+        if op not in ALLOWED_OPS and op not in allowed:
             raise RefusedGraph(f"op {op!r} ({describe(op)}) in node {node.name!r}{where}")
         if node.device and not _LOCAL_DEVICE.match(node.device):
             raise RefusedGraph(f"node {node.name!r}{where} is pinned to device {node.device!r}")
@@ -102,16 +102,21 @@ def _check_nodes(nodes: Iterable, where: str, functions: set[str], limits: Graph
             )
 
 
-def check_graph(graph_def, limits: GraphLimits = GraphLimits()) -> None:
-    """Raise RefusedGraph unless every op of the graph and its functions is allowed."""
-    functions = {f.signature.name for f in graph_def.library.function}
+def check_graph(
+    graph_def, limits: GraphLimits = GraphLimits(), also_allowed: frozenset[str] = frozenset()
+) -> None:
+    """Raise RefusedGraph unless every op of the graph and its functions is allowed.
+
+    `also_allowed`: ops a caller permits beyond the allowlist (a SavedModel's variable
+    plumbing, checked before it is frozen away)."""
+    allowed = {f.signature.name for f in graph_def.library.function} | also_allowed
     total = len(graph_def.node) + sum(len(f.node_def) for f in graph_def.library.function)
     if total > limits.max_nodes:
         raise RefusedGraph(f"graph has {total} nodes, more than the cap of {limits.max_nodes}")
-    _check_nodes(graph_def.node, "", functions, limits)
+    _check_nodes(graph_def.node, "", allowed, limits)
     for function in graph_def.library.function:
         _check_nodes(
-            function.node_def, f" of function {function.signature.name!r}", functions, limits
+            function.node_def, f" of function {function.signature.name!r}", allowed, limits
         )
     if graph_def.library.gradient:
         raise RefusedGraph("graph defines gradient functions, which a frozen graph never needs")

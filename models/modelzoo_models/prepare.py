@@ -6,6 +6,10 @@ runs it) on the same fixed inputs → the `.tflite` and an Artifact carrying its
 the largest difference seen. A graph that does not convert, or not closely enough, raises
 NotConverted with the reason; it keeps its graphdef and TensorFlow serves it.
 
+A SavedModel (a folder, or a `.tar.gz` of one) is first frozen into such a graph
+(`saved_model_entry`): checked before TensorFlow runs any of it, one signature frozen,
+then held to the same policy and conversion as any `.pb`.
+
 The zoo build runs this for every entry (run_recipes); it needs TensorFlow, the server on
 LiteRT never does.
 """
@@ -18,6 +22,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -29,13 +34,26 @@ from modelzoo_models.contract import (
     TENSOR,
     TFLITE,
     Artifact,
+    ModelRecord,
+    RefusedGraph,
     Unservable,
     Verification,
     sha256_file,
 )
+from modelzoo_models.digest import model_sha256
+from modelzoo_models.graph_policy import check_graph
+from modelzoo_models.safe_tar import ArchiveLimits, extract
+from modelzoo_models.saved_model import (
+    DEFAULT_SIGNATURE,
+    SAVED_MODEL_FILE,
+    bind,
+    check_saved_model,
+    freeze,
+    is_saved_model,
+)
 from modelzoo_server.litert import LiteModel, builtin_ops
 from modelzoo_server.model_entry import ModelEntry, from_files
-from modelzoo_server.runtime import GraphModel, read_graph_def
+from modelzoo_server.runtime import GraphModel, LoadLimits, read_graph_def, read_model_file
 from modelzoo_server.signature import FeedLimits, Signature
 from modelzoo_server.tasks import TASKS
 
@@ -197,6 +215,66 @@ def prepare(entry: ModelEntry, out: Path, tolerance: float, threads: int = 1) ->
     return Artifact(TFLITE, out.name, sha256_file(out), Verification(worst, tolerance, described))
 
 
+def _unpacked(source: Path, into: Path, sha256: str | None, limits: LoadLimits) -> Path:
+    """The SavedModel folder of `source` once its sha256 (when pinned) is checked: of the
+    archive's bytes, which are then the bytes unpacked into `into`; of a folder's listing
+    (modelzoo_models.digest)."""
+    if source.is_dir():
+        if sha256 and (actual := model_sha256(source)) != sha256.lower():
+            raise RefusedGraph(f"sha256 mismatch: expected {sha256.lower()}, folder has {actual}")
+        return source
+    data = read_model_file(source, sha256, limits.max_file_bytes, "SavedModel archive")
+    extract(data, into, ArchiveLimits(max_bytes=limits.max_file_bytes))
+    if (into / SAVED_MODEL_FILE).is_file():
+        return into
+    top = list(into.iterdir())
+    if len(top) == 1 and (top[0] / SAVED_MODEL_FILE).is_file():
+        return top[0]
+    raise RefusedGraph(
+        f"the archive has no {SAVED_MODEL_FILE} at its top or in its one top-level folder"
+    )
+
+
+def saved_model_entry(
+    source: Path,
+    graph_out: Path,
+    name: str,
+    *,
+    signature_file: Path | None = None,
+    signature_name: str = DEFAULT_SIGNATURE,
+    sha256: str | None = None,
+    limits: LoadLimits = LoadLimits(),
+) -> ModelEntry:
+    """A SavedModel (folder or `.tar.gz`) → `graph_out`, a frozen `.pb` checked as any
+    other, and the signature file next to it (`.json`); returns its entry.
+
+    In order: the sha256, safe unpacking (into a temporary folder next to `graph_out`), the
+    SavedModel check before TensorFlow runs any of it, freezing one signature, the graph
+    policy. The record: the user's signature file bound to the frozen tensors, or else
+    the signature's own keys, dtypes and shapes as a `tensor` model."""
+    user = from_files(source, signature_file, name, sha256) if signature_file else None
+    sha256 = user.sha256 if user else sha256  # a signature file may carry the pin
+    graph_out.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=graph_out.parent, prefix=".unpacked-") as into:
+        root = _unpacked(source, Path(into), sha256, limits)
+        check_saved_model(root, signature_name, limits.graph, limits.max_file_bytes)
+        frozen = freeze(root, signature_name)
+    check_graph(frozen.graph_def, limits.graph)
+    if user:
+        record = bind(user.record, frozen)
+    else:
+        record = ModelRecord(name, TENSOR, frozen.inputs, frozen.outputs)
+    graph_out.write_bytes(frozen.graph_def.SerializeToString(deterministic=True))
+    graph_out.with_suffix(".json").write_text(json.dumps(record.to_json(), indent=2) + "\n")
+    return ModelEntry.of(record, graph_out, name, sha256_file(graph_out))
+
+
+def _default_out(graph: Path) -> Path:
+    if is_saved_model(graph):  # a folder or `name.tar.gz`: `name.tflite` next to it
+        return graph.parent / f"{graph.name.split('.')[0]}.tflite"
+    return graph.with_suffix(".tflite")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="modelzoo-prepare",
@@ -204,11 +282,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         "the graph; prints the artifact record (JSON). Exit 1: not converted (the reason on "
         "stderr), 2: the graph or signature is refused.",
     )
-    parser.add_argument("--graph", type=Path, required=True, help="a frozen GraphDef .pb")
     parser.add_argument(
-        "--signature", type=Path, required=True, help="JSON/YAML signature file of the graph"
+        "--graph",
+        type=Path,
+        required=True,
+        help="a frozen GraphDef .pb, or a SavedModel (a folder or a .tar.gz of one), which is "
+        "first frozen into OUT's .pb, with its signature in OUT's .json",
     )
-    parser.add_argument("--sha256", help="expected sha256 of the graph file")
+    parser.add_argument(
+        "--signature",
+        type=Path,
+        help="JSON/YAML signature file of the graph (a SavedModel's own signature otherwise)",
+    )
+    parser.add_argument(
+        "--signature-name",
+        default=DEFAULT_SIGNATURE,
+        help=f"the SavedModel signature to freeze (default {DEFAULT_SIGNATURE})",
+    )
+    parser.add_argument(
+        "--sha256", help="expected sha256 of the graph file (modelzoo-digest prints it)"
+    )
     parser.add_argument("--out", type=Path, help="the .tflite to write (default: next to --graph)")
     parser.add_argument(
         "--tolerance",
@@ -217,9 +310,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="largest absolute difference of any output allowed (default 1e-3)",
     )
     args = parser.parse_args(argv)
-    out = args.out or args.graph.with_suffix(".tflite")
+    saved_model = is_saved_model(args.graph)
+    if not saved_model and args.signature is None:
+        parser.error("a .pb needs --signature FILE describing its input and output tensors")
+    out = args.out or _default_out(args.graph)
     try:
-        entry = from_files(args.graph, args.signature, args.graph.stem, args.sha256)
+        if saved_model:
+            entry = saved_model_entry(
+                args.graph,
+                out.with_suffix(".pb"),
+                out.stem,
+                signature_file=args.signature,
+                signature_name=args.signature_name,
+                sha256=args.sha256,
+            )
+            print(f"modelzoo-prepare: froze {args.graph} into {entry.path}", file=sys.stderr)
+        else:
+            entry = from_files(args.graph, args.signature, args.graph.stem, args.sha256)
         artifact = prepare(entry, out, args.tolerance)
     except Unservable as exc:
         print(f"modelzoo-prepare: refused: {exc}", file=sys.stderr)

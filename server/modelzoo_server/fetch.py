@@ -6,6 +6,12 @@ renamed into place only when the digest matches: a wrong or truncated download n
 reaches the server. A FILE already there with the right digest is kept (a restarted
 pod does not download again). No TensorFlow here (the standard library and the contract
 module only), so the init container starts fast.
+
+A SavedModel `.tar.gz` is kept as downloaded, so the server checks the same sha256 over
+the same bytes it then unpacks (into its own /tmp: the model volume is read-only to it).
+Here every member is checked by the server's rules (modelzoo_models.safe_tar: no links,
+no absolute or `..` paths, size and count caps) before the archive is put in place, so a
+hostile or broken archive fails the init container, with its reason, not the server.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from modelzoo_models.contract import sha256_file
+from modelzoo_models.safe_tar import UnsafeArchive, check_archive, is_archive
 
 CHUNK = 1 << 20
 
@@ -33,6 +40,10 @@ class FetchError(Exception):
 
 class ChecksumError(FetchError):
     """The spec's sha256 is malformed, or the bytes do not match it: retrying cannot help."""
+
+
+class ArchiveRefused(FetchError):
+    """The bytes match, but are a `.tar.gz` the server would refuse: retrying cannot help."""
 
 
 def fetch(
@@ -69,8 +80,12 @@ def fetch(
                 f"sha256 mismatch for {url}: expected {sha256}, got {got} ({size} bytes); "
                 "refusing to use it"
             )
+        if is_archive(tmp):
+            check_archive(tmp)
         os.replace(tmp, out)
         return True
+    except UnsafeArchive as exc:
+        raise ArchiveRefused(f"refusing the archive from {url}: {exc}") from exc
     except (urllib.error.URLError, OSError) as exc:
         raise FetchError(f"cannot download {url}: {exc}") from exc
     finally:
@@ -90,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             fetched = fetch(args.url, args.sha256, args.out, timeout=args.timeout)
         except FetchError as exc:
             print(f"fetch: {exc}", file=sys.stderr, flush=True)
-            if isinstance(exc, ChecksumError) or attempt >= args.retries:
+            if isinstance(exc, ChecksumError | ArchiveRefused) or attempt >= args.retries:
                 return 1
             time.sleep(min(30, 2**attempt))
             continue
