@@ -22,13 +22,14 @@ def start_operator(kubeconfig: Path, workdir: Path, env: dict[str, str]) -> subp
     `workdir/operator.log`, and only these settings (`env` on top of the defaults here):
     no credentials leak in from the caller's environment. Returns once /healthz answers;
     an operator that exits or never gets healthy fails here, with its log."""
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     full_env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(workdir),
         "KUBECONFIG": str(kubeconfig),
         "MODELZOO_OPERATOR_ZOO_ENTRIES": ZOO_ENTRIES,
         "MODELZOO_OPERATOR_HEALTH_PORT": str(port),
+        "MODELZOO_OPERATOR_METRICS_PORT": str(metrics_port),
         **env,
     }
     log = workdir / "operator.log"

@@ -40,6 +40,10 @@ GRAPHDEF = "graphdef"
 # A TFLite flatbuffer of builtin ops, converted from the graphdef and verified against it
 # (modelzoo_models.prepare); LiteRT runs it without TensorFlow.
 TFLITE = "tflite"
+# What a server runs a model on (`modelzoo-server --runtime`, a ModelZoo's `runtime`):
+# `auto` takes LiteRT where a verified .tflite exists, else TensorFlow.
+AUTO, LITERT, TENSORFLOW = "auto", "litert", "tensorflow"
+RUNTIMES: tuple[str, ...] = (AUTO, LITERT, TENSORFLOW)
 ARTIFACT_FORMATS = (GRAPHDEF, TFLITE)
 
 

@@ -14,6 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from modelzoo_models.contract import TENSORFLOW
 from modelzoo_operator.settings import Settings
 from modelzoo_operator.spec import API_VERSION, KIND, ModelSpec, ZooSpec, child_name
 
@@ -130,10 +131,12 @@ def server_args(model: ModelSpec, settings: Settings) -> list[str]:
         args += ["--graph", graph, "--signature", f"{SIGNATURE_MOUNT}/{SIGNATURE_FILE}"]
         if source.sha256:
             args += ["--sha256", source.sha256]
-    if model.gpu:
+    if model.runtime:
+        args += ["--runtime", model.runtime]
+    elif model.gpu:
         # A GPU pod runs the graph on TensorFlow; CPU pods keep the server's `auto`, which
         # takes a zoo entry's verified .tflite on LiteRT.
-        args += ["--runtime", "tensorflow"]
+        args += ["--runtime", TENSORFLOW]
     args += [
         "--host",
         "0.0.0.0",
@@ -299,6 +302,8 @@ def _fetch_container(model: ModelSpec, image: str, pull: str) -> dict[str, Any]:
         "command": ["modelzoo-fetch"],
         "args": fetch_args(model),
         "env": [{"name": "HOME", "value": "/tmp"}],
+        # Its last line (why the download was refused) reaches the zoo's status.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "resources": {
             "requests": {"cpu": "100m", "memory": "128Mi"},
             "limits": {"memory": "512Mi"},
@@ -322,6 +327,8 @@ def _server_container(
         "args": server_args(model, settings),
         # The root filesystem is read-only: anything that wants a home writes to /tmp.
         "env": [{"name": "HOME", "value": "/tmp"}],
+        # A refused graph's one line (exit 2) reaches the zoo's status.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         "ports": [
             {"name": "http", "containerPort": PORT, "protocol": "TCP"},
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},

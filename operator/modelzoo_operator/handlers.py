@@ -5,6 +5,8 @@ Every trigger ends in `Reconciler.request(namespace, name)` (reconciler.py):
 * a ModelZoo is created, changed, or found at start-up (resume);
 * a child Deployment changes (its readiness goes into the status) or a child of any
   kind is deleted (it is put back at once);
+* a model pod fails to start (pod_failures.py: the status says why within seconds,
+  not after the Deployment's progress deadline);
 * the drift sweep (sweep.py), started here, runs beside kopf's handlers.
 """
 
@@ -17,9 +19,12 @@ from collections.abc import Mapping
 from typing import Any
 
 import kopf
+from prometheus_client import start_http_server
 
 from modelzoo_operator import builders
 from modelzoo_operator.kube import PLURALS, ApiError, Kube
+from modelzoo_operator.metrics import OperatorMetrics
+from modelzoo_operator.pod_failures import pod_failure
 from modelzoo_operator.reconciler import Reconciler
 from modelzoo_operator.settings import Settings
 from modelzoo_operator.spec import GROUP, PLURAL, VERSION, load_zoo_entry_names
@@ -35,6 +40,7 @@ def register(
     """Register the operator's handlers, bound to `config`, in `registry`."""
     registry = registry if registry is not None else kopf.OperatorRegistry()
     background: list[asyncio.Task] = []
+    servers: list[Any] = []  # the metrics endpoint (prometheus_client's WSGI server)
 
     @kopf.on.login(registry=registry)
     def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -63,7 +69,12 @@ def register(
         kube = Kube.from_environment(timeout=ours.request_timeout)
         entry_names = load_zoo_entry_names(ours.catalog, ours.zoo_entries)
         log.info("zoo entries from %s: %s", entry_names.origin, sorted(entry_names.names or ()))
-        memo.reconciler = Reconciler(ours, kube, entry_names)
+        metrics = OperatorMetrics()
+        if ours.metrics_port:
+            server, _ = start_http_server(ours.metrics_port, registry=metrics.registry)
+            servers.append(server)
+            log.info("metrics on http://0.0.0.0:%d/metrics", ours.metrics_port)
+        memo.reconciler = Reconciler(ours, kube, entry_names, metrics)
         background.append(asyncio.create_task(sweep_forever(memo.reconciler)))
 
     @kopf.on.cleanup(registry=registry)
@@ -72,6 +83,9 @@ def register(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        for server in servers:
+            server.shutdown()
+            server.server_close()
 
     @kopf.on.resume(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")
     @kopf.on.create(GROUP, VERSION, PLURAL, registry=registry, id="reconcile")
@@ -103,6 +117,17 @@ def register(
     ) -> None:
         # A deleted Deployment is put back; any other change may move readiness.
         await memo.reconciler.request(namespace, labels[builders.LABEL_ZOO], full=type == "DELETED")
+
+    def failing(body: Mapping[str, Any], **_: Any) -> bool:
+        return pod_failure(body) is not None  # recovery shows in the Deployment's readiness
+
+    @kopf.on.event(
+        "v1", "pods", labels=CHILDREN, when=failing, registry=registry, id="pods-failing"
+    )
+    async def pod_event(
+        namespace: str, labels: Mapping[str, str], memo: kopf.Memo, **_: Any
+    ) -> None:
+        await memo.reconciler.request(namespace, labels[builders.LABEL_ZOO], full=False)
 
     async def child_deleted(
         namespace: str, labels: Mapping[str, str], memo: kopf.Memo, **_: Any

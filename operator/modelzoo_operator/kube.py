@@ -30,6 +30,7 @@ PLURALS: dict[str, tuple[str, bool]] = {
     "HorizontalPodAutoscaler": ("horizontalpodautoscalers", True),
     "NetworkPolicy": ("networkpolicies", True),
     "Secret": ("secrets", True),
+    "Pod": ("pods", True),
     "PersistentVolumeClaim": ("persistentvolumeclaims", True),
     "Event": ("events", True),
     "ModelZoo": ("modelzoos", True),

@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from modelzoo_operator import builders, events
 from modelzoo_operator.kube import ApiError, Kube
+from modelzoo_operator.metrics import OperatorMetrics
+from modelzoo_operator.pod_failures import model_pod_failures
 from modelzoo_operator.settings import Settings
 from modelzoo_operator.spec import (
     API_VERSION,
@@ -57,10 +60,17 @@ class _ZooState:
 class Reconciler:
     """Brings one zoo's children and status in line with its spec, one pass at a time."""
 
-    def __init__(self, settings: Settings, kube: Kube, entry_names: ZooEntryNames):
+    def __init__(
+        self,
+        settings: Settings,
+        kube: Kube,
+        entry_names: ZooEntryNames,
+        metrics: OperatorMetrics | None = None,
+    ):
         self.settings = settings
         self.kube = kube
         self.entry_names = entry_names
+        self.metrics = metrics or OperatorMetrics()
         self._zoos: dict[tuple[str, str], _ZooState] = {}
 
     async def request(self, namespace: str, name: str, *, full: bool = True) -> None:
@@ -79,12 +89,26 @@ class Reconciler:
             try:
                 while state.wanted:
                     full, state.wanted, state.want_full = state.want_full, False, False
-                    gone = await self._pass(namespace, name, full, state)
+                    gone = await self._measured_pass(namespace, name, full, state)
             except BaseException:
                 state.wanted = state.want_full = False
                 raise
         if gone and not state.wanted and self._zoos.get(key) is state:
             del self._zoos[key]
+
+    async def _measured_pass(self, namespace: str, name: str, full: bool, state: _ZooState) -> bool:
+        kind = "full" if full else "status"
+        started = time.perf_counter()
+        result = "error"
+        try:
+            gone = await self._pass(namespace, name, full, state)
+            result = "gone" if gone else "ok"
+        finally:
+            self.metrics.reconciles.labels(kind, result).inc()
+            self.metrics.duration.labels(kind).observe(time.perf_counter() - started)
+        if gone:
+            self.metrics.forget(namespace, name)
+        return gone
 
     async def _pass(self, namespace: str, name: str, full: bool, state: _ZooState) -> bool:
         """One reconciliation; True when the zoo is gone."""
@@ -99,9 +123,11 @@ class Reconciler:
         else:
             failures = known[2]
         deployments = await asyncio.to_thread(self._deployments, zoo)
+        pods = await asyncio.to_thread(self._pod_failures, zoo)
         previous = body.get("status") or {}
         stamp = now()
-        status = zoo_status(zoo, deployments, failures, self.settings, previous, stamp)
+        status = zoo_status(zoo, deployments, failures, self.settings, previous, stamp, pods)
+        self.metrics.observe_status(namespace, name, status)
         if same_status(previous, status):
             return False
         try:
@@ -208,3 +234,8 @@ class Reconciler:
             if model and _owned_by(item["metadata"], zoo.uid):
                 found[model] = item
         return found
+
+    def _pod_failures(self, zoo: ZooSpec) -> dict[str, str]:
+        """Why the zoo's pods do not start, by model name."""
+        selector = f"{builders.LABEL_ZOO}={zoo.name}"
+        return model_pod_failures(self.kube.list("v1", "Pod", zoo.namespace, selector))

@@ -62,6 +62,8 @@ class Settings:
     watch_client_timeout: int = 300
     request_timeout: int = 30
     health_port: int = 8080
+    # The operator's own Prometheus metrics (metrics.py) on /metrics; 0 turns them off.
+    metrics_port: int = 8081
     log_level: str = "info"
     # A model with `auth` has its Secret checked (metadata only) before its pods are made;
     # off, the operator needs no access to Secrets and a missing one shows as FailedMount.
@@ -201,6 +203,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         watch_client_timeout=client_timeout,
         request_timeout=_int(env, "REQUEST_TIMEOUT", defaults.request_timeout, minimum=1),
         health_port=_int(env, "HEALTH_PORT", defaults.health_port),
+        metrics_port=_int(env, "METRICS_PORT", defaults.metrics_port),
         log_level=level,
         check_secrets=_bool(env, "CHECK_SECRETS", defaults.check_secrets),
         network_policy=_bool(env, "NETWORK_POLICY", defaults.network_policy),

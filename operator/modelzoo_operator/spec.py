@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from modelzoo_models.contract import TASKS, ModelRecord, RecordError
+from modelzoo_models.contract import LITERT, RUNTIMES, TASKS, ModelRecord, RecordError
 
 GROUP = "modelzoo.dev"
 VERSION = "v1alpha1"
@@ -88,6 +88,8 @@ class ModelSpec:
     autoscaling: Autoscaling | None = None
     max_inflight: int | None = None
     auth: Auth | None = None
+    # The server's --runtime; "" lets the operator choose (TensorFlow on a GPU, else auto).
+    runtime: str = ""
 
     @property
     def min_replicas(self) -> int:
@@ -256,6 +258,16 @@ def _batching(raw: Mapping[str, Any] | None) -> Batching | None:
     )
 
 
+def _runtime(raw: Any, gpu: int) -> str:
+    runtime = str(raw or "")
+    if runtime and runtime not in RUNTIMES:
+        raise SpecError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
+    if runtime == LITERT and gpu > 0:
+        # LiteRT runs on the CPU here: the GPU would be held and never used.
+        raise SpecError("runtime litert runs on the CPU: set gpu to 0, or runtime tensorflow")
+    return runtime
+
+
 def _model(
     zoo_name: str,
     model: Mapping[str, Any],
@@ -282,6 +294,7 @@ def _model(
         max_inflight=int(model["maxInflight"]) if model.get("maxInflight") else None,
         # A model's own `auth` replaces the zoo's.
         auth=_auth(model.get("auth") or zoo_auth),
+        runtime=_runtime(model.get("runtime"), gpu),
     )
 
 

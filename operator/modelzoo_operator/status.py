@@ -85,6 +85,7 @@ def _model_entry(
     model: ModelSpec | None,
     deployment: Mapping[str, Any] | None,
     failure: str | None,
+    pod_failure: str | None,
     settings: Settings,
 ) -> dict[str, Any]:
     """One model's line of `status.models`."""
@@ -96,6 +97,9 @@ def _model_entry(
     phase, message, desired, ready = deployment_phase(deployment, floor)
     if deployment is None:
         desired = model.min_replicas
+    if phase != PHASE_READY and pod_failure:
+        # Failing pods say why long before the Deployment's progress deadline does.
+        phase, message = PHASE_FAILED, pod_failure
     entry.update(
         replicas=desired,
         readyReplicas=ready,
@@ -157,12 +161,15 @@ def zoo_status(
     settings: Settings,
     previous: Mapping[str, Any] | None,
     now: str,
+    pod_failures: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """The complete status: per model, the summary columns and the three conditions.
 
     `deployments` maps model names to their live Deployments; `failures` maps model
-    names to why they cannot work (spec problems, a missing PVC, a refused apply).
+    names to why they cannot work (spec problems, a missing PVC, a refused apply);
+    `pod_failures` to why their pods do not start (pod_failures.py).
     """
+    pod_failures = pod_failures or {}
     by_name = {m.name: m for m in zoo.models}
     models = [
         _model_entry(
@@ -171,6 +178,7 @@ def zoo_status(
             by_name.get(name),
             deployments.get(name),
             failures.get(name) or zoo.problems.get(name),
+            pod_failures.get(name),
             settings,
         )
         for name in zoo.all_names

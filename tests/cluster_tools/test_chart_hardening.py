@@ -125,9 +125,19 @@ def test_rbac_has_no_wildcards_and_no_escalation(values):
             assert "*" not in rule[key], rule
         assert not set(rule["verbs"]) & ESCALATING, rule
         assert "nonResourceURLs" not in rule and "resourceNames" not in rule
-    resources = {r for _, r, _ in grants(rendered(values))}
-    for never in ("pods", "pods/exec", "nodes", "serviceaccounts/token", "roles", "clusterroles"):
+    granted = grants(rendered(values))
+    resources = {r for _, r, _ in granted}
+    for never in (
+        "pods/exec",
+        "pods/log",
+        "nodes",
+        "serviceaccounts/token",
+        "roles",
+        "clusterroles",
+    ):
         assert never not in resources
+    # Pods are read only: their statuses say why a model's pods cannot start.
+    assert {v for _, r, v in granted if r == "pods"} == {"list", "watch"}
 
 
 def test_secrets_only_get_and_only_with_the_check():

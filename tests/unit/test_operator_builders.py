@@ -126,6 +126,13 @@ def test_gpu_pods_run_tensorflow_and_cpu_pods_let_the_server_choose():
     assert _server_settings(server(built(SAMPLES["zoo-cpu"]))).runtime == "auto"
 
 
+def test_a_models_runtime_overrides_the_operators_choice():
+    cpu_tf = {**SAMPLES["zoo-cpu"], "runtime": "tensorflow"}
+    gpu_auto = {**SAMPLES["zoo-gpu"], "runtime": "auto"}
+    assert _server_settings(server(built(cpu_tf))).runtime == "tensorflow"
+    assert _server_settings(server(built(gpu_auto))).runtime == "auto"
+
+
 def test_gpu_placement_comes_from_the_settings():
     settings = Settings(
         gpu_resource="amd.com/gpu",

@@ -123,3 +123,12 @@ def test_zoo_entry_names_come_from_the_settings_or_the_catalog(tmp_path):
     assert load_zoo_entry_names(str(catalog), ["nsfw"]).names == {"nsfw"}
     missing = load_zoo_entry_names(str(tmp_path / "absent.json"))
     assert missing.names is None and "not checked" in missing.origin
+
+
+def test_runtime_is_checked_against_the_gpu():
+    litert_gpu = {**SAMPLES["zoo-gpu"], "runtime": "litert"}
+    assert "runtime litert runs on the CPU" in problems(litert_gpu)["faces"]
+    assert (
+        "runtime must be one of" in problems({**SAMPLES["zoo-cpu"], "runtime": "onnx"})["classify"]
+    )
+    assert problems({**SAMPLES["zoo-cpu"], "runtime": "litert"}) == {}
