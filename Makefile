@@ -18,7 +18,7 @@ VENV_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml 2>/dev/null | sha256
 
 .PHONY: help venv models run test test-unit test-cluster test-integration test-browser test-e2e \
 	test-real bench soak \
-	lint format chromium clean clean-cache
+	lint format chromium promtool clean clean-cache
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | sort
@@ -43,13 +43,16 @@ chromium: ## Debian's headless Chromium for the browser tests
 		echo "installing Debian's chromium (browser tests)"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; }
 
-test: venv models chromium cluster-bins image node-packages ## run every tier (unit, cluster, integration, models, browser, e2e, real, bench smoke)
+promtool: ## Debian's prometheus package, for promtool (the chart's alerting rules and their tests)
+	@bash tests/cluster/host-packages.sh promtool
+
+test: venv models chromium promtool cluster-bins image node-packages ## run every tier (unit, cluster, integration, models, browser, e2e, real, bench smoke)
 	$(call pytest,)
 
 test-unit: venv ## only the unit tests
 	$(call pytest,-m unit)
 
-test-cluster: venv cluster-bins ## helm and the Kubernetes OpenAPI document, no running cluster
+test-cluster: venv cluster-bins promtool ## helm, promtool and the Kubernetes OpenAPI document, no running cluster
 	$(call pytest,-m cluster)
 
 test-real: venv models cluster-bins image node-packages ## pods that really run: the chart and a model on the real node
@@ -64,7 +67,7 @@ test-browser: venv models chromium ## the upload page in headless Chromium
 test-e2e: venv models cluster-bins ## the operator and chart on a real control plane
 	$(call pytest,-m e2e)
 
-bench: venv models cluster-bins ## benchmarks side by side → docs/benchmarks.md (QUICK=1: a few minutes)
+bench: venv models cluster-bins image node-packages ## benchmarks side by side → docs/benchmarks.md (QUICK=1: a few minutes; the full run includes the real node)
 	$(PY) -m tests.bench $(if $(QUICK),--quick)
 
 # The reliability tests with larger budgets (fuzz examples, overload seconds); see README.

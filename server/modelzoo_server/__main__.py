@@ -9,10 +9,14 @@ import signal
 import sys
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from aiohttp import web
+from aiohttp.log import access_logger
 
 from modelzoo_models.contract import RecordError, Unservable
+from modelzoo_models.saved_model import is_saved_model
+from modelzoo_server import access_log
 from modelzoo_server.app import create_app
 from modelzoo_server.appkeys import DRAIN, MODEL
 from modelzoo_server.auth import TokenFile
@@ -24,6 +28,7 @@ from modelzoo_server.model_entry import ModelEntry, from_catalog, from_files
 from modelzoo_server.runtime import configure_threads
 from modelzoo_server.runtimes import TENSORFLOW
 from modelzoo_server.runtimes import choose as choose_runtime
+from modelzoo_server.saved_models import frozen_entry
 from modelzoo_server.settings import Settings, parse_settings
 
 log = logging.getLogger("modelzoo")
@@ -35,8 +40,21 @@ def resolve_entry(settings: Settings) -> ModelEntry:
         if settings.sha256 and entry.sha256 and settings.sha256.lower() != entry.sha256:
             raise RecordError(f"--sha256 does not match the catalog's sha256 for {settings.zoo!r}")
         return entry
-    assert settings.graph is not None and settings.signature is not None
+    assert settings.graph is not None
+    if is_saved_model(settings.graph):
+        return frozen_entry(settings)
+    assert settings.signature is not None
     return from_files(settings.graph, settings.signature, settings.name, settings.sha256)
+
+
+def process_age() -> float:
+    """Seconds since this process started (Linux: /proc), for the start-up log."""
+    try:
+        started = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+    return uptime - started / os.sysconf("SC_CLK_TCK")
 
 
 def build_model(settings: Settings, metrics: Metrics, executor: ThreadPoolExecutor) -> ServedModel:
@@ -55,6 +73,12 @@ def build_model(settings: Settings, metrics: Metrics, executor: ThreadPoolExecut
         image_limits=ImageLimits(max_pixels=settings.max_pixels),
         runtime=runtime,
         threads=settings.intra_op_threads,
+    )
+    log.info(
+        "loading %s on %s, %.2fs after the process started (interpreter and imports)",
+        entry.name,
+        runtime,
+        process_age(),
     )
     model.load()
     return model
@@ -92,7 +116,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def serve(app: web.Application, settings: Settings, tokens: TokenFile | None = None) -> None:
     """Serve HTTP (and gRPC unless --grpc-port 0) until SIGTERM/SIGINT, then drain: stop
     listening, finish what is in flight."""
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=settings.drain_seconds)
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        shutdown_timeout=settings.drain_seconds,
+        # aiohttp's own line per request is the `text` access log; `json` replaces it.
+        access_log=access_logger if settings.access_log == access_log.TEXT else None,
+    )
     await runner.setup()
     grpc_server = None
     try:
@@ -120,7 +150,7 @@ async def serve(app: web.Application, settings: Settings, tokens: TokenFile | No
         await grpc_server.begin_drain(settings.drain_seconds)
     await site.stop()  # no new connections; open ones carry on
     log.info("draining: waiting up to %.0fs for requests in flight", settings.drain_seconds)
-    if not await drain.wait_idle(settings.drain_seconds):
+    if not await drain.wait_hung_up(lambda: runner.server.connections, settings.drain_seconds):
         log.warning("drain timed out; closing the remaining connections")
     if grpc_server is not None:
         await grpc_server.stop()  # what is left: health watchers, calls past the drain time

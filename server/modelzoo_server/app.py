@@ -7,9 +7,10 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
-from modelzoo_server.appkeys import DRAIN, METRICS, MODEL, SETTINGS
+from modelzoo_server.access_log import HEADER, AccessLog, RequestRecord, recording, request_id
+from modelzoo_server.appkeys import ACCESS_LOG, DRAIN, METRICS, MODEL, SETTINGS
 from modelzoo_server.auth import TokenFile
 from modelzoo_server.draining import Drain
 from modelzoo_server.errors import ModelZooError
@@ -58,16 +59,27 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Metrics and the access log of each request, from one measurement; the request id
+    goes back in X-Request-Id."""
     route = request.match_info.route.resource
     endpoint = route.canonical if route is not None else "unmatched"
     model = request.app[MODEL].name
     metrics = request.app[METRICS]
+    record = RequestRecord(request_id(request.headers.get(HEADER)), model, "rest", endpoint)
     started = time.perf_counter()
-    with request.app[DRAIN].track():
+    with request.app[DRAIN].track(), recording(record):
         response = await handler(request)
     elapsed = time.perf_counter() - started
     metrics.request_duration.labels(model, "rest", endpoint).observe(elapsed)
     metrics.requests.labels(model, "rest", endpoint, str(response.status)).inc()
+    response.headers[HEADER] = record.request_id
+    request.app[ACCESS_LOG].write(
+        record,
+        str(response.status),
+        elapsed,
+        request.content.total_bytes,
+        response.content_length or 0,
+    )
     return response
 
 
@@ -92,6 +104,15 @@ async def _model_ctx(app: web.Application) -> AsyncIterator[None]:
     await app[MODEL].stop()
 
 
+async def _close_when_draining(request: web.Request, response: web.StreamResponse) -> None:
+    # A keep-alive client learns from this answer to reconnect (to a pod that stays)
+    # rather than find its connection closed under the next request.
+    if request.app[DRAIN].draining:
+        response.force_close()  # close after this answer
+        # The headers are already prepared when this hook runs: say it in them too.
+        response.headers[hdrs.CONNECTION] = "close"
+
+
 def create_app(
     settings: Settings, model: ServedModel, tokens: TokenFile | None = None
 ) -> web.Application:
@@ -103,7 +124,9 @@ def create_app(
     app[MODEL] = model
     app[METRICS] = model.metrics
     app[DRAIN] = Drain()
+    app[ACCESS_LOG] = AccessLog(settings.access_log)
     app.cleanup_ctx.append(_model_ctx)
+    app.on_response_prepare.append(_close_when_draining)
     app.add_routes(page.routes)
     app.add_routes(native.routes)
     app.add_routes(v2.routes)

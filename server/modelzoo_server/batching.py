@@ -27,6 +27,9 @@ class _Pending:
     rows: int
     future: asyncio.Future
     queued_at: float = field(default_factory=time.perf_counter)
+    # Set when its batch starts: the wait and the batch's rows, for `on_answered`.
+    waited: float = 0.0
+    batch_rows: int = 0
 
 
 def stack(requests: list[Feeds]) -> dict[str, np.ndarray]:
@@ -54,12 +57,16 @@ class Batcher:
         max_delay_s: float,
         on_batch: Callable[[int, list[float]], None] = lambda size, waits: None,
         admitted: Callable[[], int] | None = None,
+        on_answered: Callable[[float, int], None] = lambda waited, size: None,
     ) -> None:
         self._run = run
         self._executor = executor
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
         self._on_batch = on_batch
+        # Called in the submitting task with its request's wait and batch size (what
+        # on_batch observed), so per-request context such as the access log sees them.
+        self._on_answered = on_answered
         # How many requests the server has admitted (None: always wait the full delay).
         self._admitted = admitted
         self._submitted = 0  # submitted and not answered yet
@@ -81,12 +88,15 @@ class Batcher:
     async def submit(self, feeds: Feeds) -> Outputs:
         rows = next(iter(feeds.values())).shape[0]
         future = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(feeds, rows, future))
+        pending = _Pending(feeds, rows, future)
+        self._queue.put_nowait(pending)
         self._submitted += 1
         try:
-            return await future
+            outputs = await future
         finally:
             self._submitted -= 1
+        self._on_answered(pending.waited, pending.batch_rows)
+        return outputs
 
     def _more_on_the_way(self) -> bool:
         return self._admitted is None or self._admitted() > self._submitted
@@ -131,7 +141,10 @@ class Batcher:
     async def _run_batch(self, loop: asyncio.AbstractEventLoop, batch: list[_Pending]) -> None:
         try:
             started = time.perf_counter()
-            self._on_batch(sum(p.rows for p in batch), [started - p.queued_at for p in batch])
+            size = sum(p.rows for p in batch)
+            for pending in batch:
+                pending.waited, pending.batch_rows = started - pending.queued_at, size
+            self._on_batch(size, [p.waited for p in batch])
             outputs = await loop.run_in_executor(
                 self._executor, lambda: self._run(stack([p.feeds for p in batch]))
             )

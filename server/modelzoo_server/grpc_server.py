@@ -2,7 +2,8 @@
 service on `--grpc-port`, in the same event loop as aiohttp.
 
 Every call gets what a REST request gets from app.py's middlewares, in the same order:
-drain tracking and metrics around it, the bearer token by the RPC's declared access, and
+drain tracking, metrics and the access log around it (the request id comes from and goes
+back in `x-request-id` metadata), the bearer token by the RPC's declared access, and
 typed errors mapped to status codes in one place. A message over `--max-body-bytes` is
 refused by gRPC itself (RESOURCE_EXHAUSTED) before it is decoded.
 """
@@ -18,6 +19,13 @@ import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from modelzoo_server.access_log import (
+    METADATA_KEY,
+    AccessLog,
+    RequestRecord,
+    recording,
+    request_id,
+)
 from modelzoo_server.auth import TokenFile
 from modelzoo_server.draining import Drain
 from modelzoo_server.errors import (
@@ -58,38 +66,57 @@ class _Calls:
     """Turns each RPC into a gRPC method handler with the per-call duties above."""
 
     def __init__(
-        self, model: ServedModel, drain: Drain, tokens: TokenFile | None, scope: str
+        self,
+        model: ServedModel,
+        drain: Drain,
+        tokens: TokenFile | None,
+        scope: str,
+        access_log: AccessLog,
     ) -> None:
         self._model = model
         self._drain = drain
         self._tokens = tokens
         self._scope = scope
+        self._access_log = access_log
 
     async def _answer(
-        self, method: str, context: grpc.aio.ServicerContext, call: Callable[[], Awaitable[Message]]
+        self,
+        method: str,
+        context: grpc.aio.ServicerContext,
+        call: Callable[[], Awaitable[Message]],
+        bytes_in: int = 0,
     ) -> Message:
         metrics, started = self._model.metrics, time.perf_counter()
-        code = grpc.StatusCode.OK
+        offered = dict(context.invocation_metadata() or ()).get(METADATA_KEY)
+        record = RequestRecord(request_id(offered), self._model.name, "grpc", method)
+        code, bytes_out = grpc.StatusCode.OK, 0
+        # (details, trailing metadata) of an error answer, sent once metrics and the access
+        # log have it: a client that has its answer finds it counted and logged.
+        refusal: tuple[str, tuple[tuple[str, str], ...]] | None = None
         try:
-            with self._drain.track():
-                return await call()
+            with self._drain.track(), recording(record):
+                # Initial metadata, like an HTTP response header: sent whatever the outcome.
+                await context.send_initial_metadata(((METADATA_KEY, record.request_id),))
+                response = await call()
+            bytes_out = response.ByteSize()
+            return response
         except ModelZooError as exc:
             code = STATUS_CODES.get(type(exc), grpc.StatusCode.INTERNAL)
             retry = exc.headers.get("Retry-After")
-            await context.abort(code, str(exc), (("retry-after", retry),) if retry else ())
+            refusal = (str(exc), (("retry-after", retry),) if retry else ())
         except asyncio.CancelledError:  # the client went away or its deadline passed
             code = grpc.StatusCode.CANCELLED
             raise
         except Exception:
             code = grpc.StatusCode.INTERNAL
             log.exception("unhandled error in %s", method)
-            await context.abort(code, "internal error; the server logged the details")
+            refusal = ("internal error; the server logged the details", ())
         finally:
-            name = self._model.name
-            metrics.request_duration.labels(name, "grpc", method).observe(
-                time.perf_counter() - started
-            )
+            name, elapsed = self._model.name, time.perf_counter() - started
+            metrics.request_duration.labels(name, "grpc", method).observe(elapsed)
             metrics.requests.labels(name, "grpc", method, code.name).inc()
+            self._access_log.write(record, code.name, elapsed, bytes_in, bytes_out)
+        await context.abort(code, *refusal)
 
     def _check_token(self, kind: Access, context: grpc.aio.ServicerContext) -> None:
         if self._tokens is None:
@@ -106,7 +133,7 @@ class _Calls:
                 self._check_token(kind, context)
                 return await rpc.handler(request)
 
-            return await self._answer(method, context, call)
+            return await self._answer(method, context, call, request.ByteSize())
 
         return grpc.unary_unary_rpc_method_handler(
             handle, request_deserializer=rpc.request.FromString, response_serializer=_serialize
@@ -145,7 +172,7 @@ class GrpcServer:
                 ("grpc.so_reuseport", 0),
             ]
         )
-        calls = _Calls(model, drain, tokens, settings.auth_scope)
+        calls = _Calls(model, drain, tokens, settings.auth_scope, AccessLog(settings.access_log))
         handlers = {
             name: calls.implemented(name, rpc)
             for name, rpc in InferenceService(model, drain).rpcs().items()

@@ -60,6 +60,14 @@ class Metrics:
             ["model"],
             registry=r,
         )
+        # The admission limit (--max-inflight), so dashboards and alerts can set
+        # modelzoo_inflight_requests against it.
+        self.max_inflight = Gauge(
+            "modelzoo_max_inflight_requests",
+            "Inference requests admitted at once; more get 429.",
+            ["model"],
+            registry=r,
+        )
         self.load_seconds = Gauge(
             "modelzoo_model_load_seconds",
             "Time to check, import and warm up the model.",

@@ -18,13 +18,14 @@ import numpy as np
 from PIL import Image
 
 from modelzoo_models.contract import TENSOR
+from modelzoo_server.access_log import note_graph_call
 from modelzoo_server.batching import Batcher
 from modelzoo_server.errors import InvalidInput, ModelNotReady, ServerOverloaded
 from modelzoo_server.imaging import ImageLimits, decode_image, encode_png, to_array
 from modelzoo_server.metrics import Metrics
 from modelzoo_server.model_entry import ModelEntry
 from modelzoo_server.runtime import LoadLimits
-from modelzoo_server.runtimes import TENSORFLOW, Runtime, load_runtime
+from modelzoo_server.runtimes import TENSORFLOW, Runtime, import_runtime, load_runtime
 from modelzoo_server.signature import FeedLimits, validate_feeds
 from modelzoo_server.tasks import TASKS, Task
 
@@ -63,6 +64,7 @@ class ServedModel:
         self.task: Task | None = None if entry.task == TENSOR else TASKS[entry.task](entry)
         self._executor = executor
         self.max_inflight = max_inflight
+        metrics.max_inflight.labels(self.name).set(max_inflight)
         self._inflight = 0
         self._image_limits = image_limits
         self._feed_limits = feed_limits
@@ -78,23 +80,35 @@ class ServedModel:
                 max_delay_ms / 1000,
                 on_batch=self._observe_batch,
                 admitted=lambda: self._inflight,
+                on_answered=note_graph_call,
             )
 
     # -- life cycle -----------------------------------------------------------------
     def load(self) -> float:
         """Blocking: check and import the graph, then warm it up. Returns the seconds taken."""
         started = time.perf_counter()
+        import_runtime(self.runtime)
+        imported = time.perf_counter()
         self._graph = load_runtime(
             self.entry, self.runtime, self._load_limits, self._feed_limits, self._threads
         )
+        loaded = time.perf_counter()
         self._graph.run(self._warmup_feeds())
-        seconds = time.perf_counter() - started
+        done = time.perf_counter()
+        seconds = done - started
         self.metrics.load_seconds.labels(self.name).set(seconds)
         info = (self.name, self.entry.task, self.entry.sha256 or "", self.runtime)
         self.metrics.info.labels(*info).set(1)
         self.ready = True
         log.info(
-            "model %s ready (%s, %s) in %.2fs", self.name, self.entry.task, self.runtime, seconds
+            "model %s ready (%s, %s) in %.2fs: runtime import %.2fs, load %.2fs, warm-up %.2fs",
+            self.name,
+            self.entry.task,
+            self.runtime,
+            seconds,
+            imported - started,
+            loaded - imported,
+            done - loaded,
         )
         return seconds
 
@@ -147,9 +161,14 @@ class ServedModel:
         self.metrics.inference_duration.labels(self.name).observe(time.perf_counter() - started)
         return outputs
 
-    def _run_one_blocking(self, feeds: Mapping[str, np.ndarray], queued_at: float) -> dict:
-        self._observe_batch(1, [time.perf_counter() - queued_at])
-        return self._run_batch_blocking(feeds)
+    def _run_one_blocking(
+        self, feeds: Mapping[str, np.ndarray], queued_at: float
+    ) -> tuple[dict[str, np.ndarray], float]:
+        """The outputs and the wait, returned because this thread runs outside the request's
+        context, where the access log takes it."""
+        waited = time.perf_counter() - queued_at
+        self._observe_batch(1, [waited])
+        return self._run_batch_blocking(feeds), waited
 
     async def run_tensors(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the graph on raw tensors (V2); validation happens before TensorFlow."""
@@ -160,9 +179,11 @@ class ServedModel:
                 raise InvalidInput("every input needs at least one row in its batch dimension")
             return await self.batcher.submit(feeds)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
+        outputs, waited = await loop.run_in_executor(
             self._executor, self._run_one_blocking, feeds, time.perf_counter()
         )
+        note_graph_call(waited, 1)
+        return outputs
 
     def _decode_and_prepare(self, data: bytes, options: Any) -> tuple[Image.Image, dict]:
         assert self.task is not None

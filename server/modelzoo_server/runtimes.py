@@ -9,20 +9,16 @@ chosen, so a LiteRT server never loads TensorFlow.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Mapping
 from typing import Protocol
 
 import numpy as np
 
-from modelzoo_models.contract import TFLITE, RecordError
+from modelzoo_models.contract import AUTO, LITERT, TENSORFLOW, TFLITE, RecordError
 from modelzoo_server.model_entry import ModelEntry
 from modelzoo_server.runtime import LoadLimits, load_graph
 from modelzoo_server.signature import FeedLimits
-
-AUTO = "auto"
-LITERT = "litert"
-TENSORFLOW = "tensorflow"
-RUNTIMES = (AUTO, LITERT, TENSORFLOW)
 
 
 class Runtime(Protocol):
@@ -40,6 +36,12 @@ def choose(entry: ModelEntry, wanted: str) -> str:
         why = entry.record.notes.get(TFLITE, "the record lists no verified .tflite artifact")
         raise RecordError(f"--runtime litert: model {entry.name!r} has no .tflite ({why})")
     return wanted
+
+
+def import_runtime(runtime: str) -> None:
+    """Import the runtime's library (TensorFlow takes seconds, LiteRT a fraction), so that
+    the start-up log can tell that time from the model's own load."""
+    importlib.import_module("modelzoo_server.litert" if runtime == LITERT else "tensorflow")
 
 
 def load_runtime(

@@ -8,9 +8,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from modelzoo_models.contract import MODEL_DIR
+from modelzoo_models.contract import AUTO, MODEL_DIR, RUNTIMES
+from modelzoo_models.saved_model import DEFAULT_SIGNATURE, is_saved_model
+from modelzoo_server import access_log
 from modelzoo_server.cpu import available_cpus
-from modelzoo_server.runtimes import AUTO, RUNTIMES
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,7 @@ class Settings:
     zoo: str | None
     graph: Path | None
     signature: Path | None
+    signature_name: str  # the SavedModel signature served (with a SavedModel --graph)
     name: str
     model_dir: Path
     sha256: str | None
@@ -37,6 +39,7 @@ class Settings:
     token_file: Path | None
     auth_scope: str
     log_level: str
+    access_log: str  # text | json | off (modelzoo_server.access_log)
 
 
 def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -56,13 +59,22 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "--zoo", default=default("zoo", None), help="a zoo catalog entry (e.g. mtcnn)"
     )
     model.add_argument(
-        "--graph", type=Path, default=default("graph", None), help="a frozen GraphDef .pb"
+        "--graph",
+        type=Path,
+        default=default("graph", None),
+        help="a frozen GraphDef .pb, or a TensorFlow SavedModel (a folder or a .tar.gz of one)",
     )
     model.add_argument(
         "--signature",
         type=Path,
         default=default("signature", None),
-        help="JSON/YAML file with the graph's inputs/outputs (with --graph)",
+        help="JSON/YAML file with the graph's inputs/outputs (with --graph; optional for a "
+        "SavedModel, whose own signature is used otherwise)",
+    )
+    model.add_argument(
+        "--signature-name",
+        default=default("signature-name", DEFAULT_SIGNATURE),
+        help=f"the SavedModel signature to serve (default {DEFAULT_SIGNATURE})",
     )
     model.add_argument(
         "--name", default=default("name", None), help="served model name (default: the zoo entry)"
@@ -74,7 +86,10 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="folder with the built zoo and catalog.json",
     )
     model.add_argument(
-        "--sha256", default=default("sha256", None), help="expected sha256 of the graph file"
+        "--sha256",
+        default=default("sha256", None),
+        help="expected sha256 of the graph file, SavedModel .tar.gz or SavedModel folder "
+        "(modelzoo-digest PATH prints it)",
     )
     model.add_argument(
         "--runtime",
@@ -150,6 +165,13 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         default=default("log-level", "info"),
         choices=["debug", "info", "warning", "error"],
     )
+    p.add_argument(
+        "--access-log",
+        default=default("access-log", access_log.TEXT),
+        choices=access_log.MODES,
+        help="json: one JSON line per request (REST and gRPC) on stdout; text (default): "
+        "aiohttp's line per HTTP request; off: none",
+    )
     return p
 
 
@@ -161,7 +183,7 @@ def parse_settings(
     args = parser.parse_args(argv)
     if bool(args.zoo) == bool(args.graph):
         parser.error("give exactly one of --zoo NAME or --graph PATH (with --signature FILE)")
-    if args.graph and not args.signature:
+    if args.graph and not args.signature and not is_saved_model(args.graph):
         parser.error("--graph needs --signature FILE describing its input and output tensors")
     for flag in (
         "max_body_bytes",
@@ -178,13 +200,17 @@ def parse_settings(
         parser.error("--grpc-port must be a port number, or 0 to turn gRPC off")
     if args.runtime not in RUNTIMES:  # argparse does not check a default from the environment
         parser.error(f"--runtime must be one of {', '.join(RUNTIMES)}")
+    if args.access_log not in access_log.MODES:  # nor this one
+        parser.error(f"--access-log must be one of {', '.join(access_log.MODES)}")
     if args.max_delay_ms < 0 or args.drain_seconds < 0:
         parser.error("--max-delay-ms and --drain-seconds must not be negative")
     return Settings(
         zoo=args.zoo,
         graph=args.graph,
         signature=args.signature,
-        name=args.name or args.zoo or args.graph.stem,
+        signature_name=args.signature_name,
+        # `model.tar.gz` is served as `model`.
+        name=args.name or args.zoo or Path(args.graph.name.removesuffix(".tar.gz")).stem,
         model_dir=args.model_dir,
         sha256=args.sha256,
         runtime=args.runtime,
@@ -203,4 +229,5 @@ def parse_settings(
         token_file=args.token_file,
         auth_scope=args.auth_scope,
         log_level=args.log_level,
+        access_log=args.access_log,
     )

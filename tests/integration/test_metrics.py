@@ -27,7 +27,7 @@ def _labels(**labels: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted({"model": "mtcnn", "protocol": "rest", **labels}.items()))
 
 
-async def test_metrics_move_after_a_request(mtcnn_client) -> None:
+async def test_metrics_move_after_a_request(mtcnn_client, mtcnn_settings) -> None:
     before = await _samples(mtcnn_client)
     form = aiohttp.FormData()
     form.add_field("image_file", photos.grace_hopper_jpeg(), filename="g.jpg")
@@ -40,6 +40,8 @@ async def test_metrics_move_after_a_request(mtcnn_client) -> None:
         key = (f"modelzoo_{histogram}_duration_seconds_count", (("model", "mtcnn"),))
         assert after[key] > before.get(key, 0)
     assert after[("modelzoo_inflight_requests", (("model", "mtcnn"),))] == 0
+    limit = ("modelzoo_max_inflight_requests", (("model", "mtcnn"),))
+    assert after[limit] == mtcnn_settings.max_inflight  # what saturation is measured against
     assert after[("modelzoo_model_load_seconds", (("model", "mtcnn"),))] > 0
     info = [k for k in after if k[0] == "modelzoo_model_info"]
     assert info and dict(info[0][1])["task"] == "face-detection"

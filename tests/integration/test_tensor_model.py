@@ -87,6 +87,10 @@ def test_sigterm_finishes_in_flight_requests(affine_files, tmp_path: Path) -> No
         connection.putheader("Content-Length", str(len(body)))
         connection.endheaders()
         connection.send(body[: len(body) // 2])
+        # A keep-alive client between two requests: its connection stays open.
+        idle = http.client.HTTPConnection(server.url.removeprefix("http://"), timeout=30)
+        idle.request("GET", "/v2/models/affine")
+        assert idle.getresponse().read() and idle.sock is not None
         pause = threading.Event()
         for _ in range(500):
             if _inflight(server.url):
@@ -98,9 +102,13 @@ def test_sigterm_finishes_in_flight_requests(affine_files, tmp_path: Path) -> No
         pause.wait(0.5)
         with pytest.raises(OSError):  # draining: no new connections
             urllib.request.urlopen(f"{server.url}/v2/health/live", timeout=2)
+        # Its next request is answered, and told to reconnect (to a pod that stays).
+        idle.request("GET", "/v2/models/affine")
+        answer = idle.getresponse()
+        assert answer.status == 200 and answer.getheader("Connection") == "close"
         connection.send(body[len(body) // 2 :])
         response = connection.getresponse()
-        assert response.status == 200
+        assert response.status == 200 and response.getheader("Connection") == "close"
         outputs = json.loads(response.read())["outputs"]
         np.testing.assert_array_equal(np.reshape(outputs[0]["data"], (1000, 4)), 2 * x + 1)
         assert server.process.wait(timeout=30) == 0
