@@ -2,9 +2,10 @@
 
 Each client sends its next request as soon as its previous one is answered, so
 `concurrency` requests are always in flight. Every latency is one request's, from
-sending to the last byte of the answer. HTTP goes through one aiohttp session on
-loopback (keep-alive, at most `concurrency` connections); in-process work goes
-through a pool of `concurrency` threads.
+sending to the last byte of the answer; an answer that fails its request's check is an
+error. HTTP goes through one aiohttp session on loopback (keep-alive, at most
+`concurrency` connections); gRPC has its own module (grpc_load.py) on the same
+`closed_loop`; in-process work goes through a pool of `concurrency` threads.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import aiohttp
+
+from tests.bench.answers import WrongAnswer
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,8 @@ class HttpRequest:
     path: str
     body: bytes
     headers: dict[str, str]
+    # Raises WrongAnswer unless the 200 answer (body, headers) is right; None: any 200 is.
+    check: Callable[[bytes, Mapping[str, str]], None] | None = None
 
 
 @dataclass
@@ -47,6 +52,45 @@ class Load:
         self.first_error = self.first_error or other.first_error
 
 
+async def closed_loop(
+    send: Callable[[int], Awaitable[float]],
+    concurrency: int,
+    total: int,
+    cap_s: float,
+    warmup: int,
+) -> Load:
+    """`send(index)` sends request `index`, checks its answer and returns its latency;
+    it raises for a failed or wrong answer, which counts as an error, not a latency."""
+    load = Load()
+    # Warm-up: open the connections and let the server settle; not counted.
+    await asyncio.gather(*(send(i) for i in range(warmup)), return_exceptions=True)
+
+    issued = 0
+    started = time.perf_counter()
+    deadline = started + cap_s
+
+    async def client() -> None:
+        nonlocal issued
+        while issued < total:
+            if time.perf_counter() >= deadline:
+                load.capped = True
+                return
+            index = issued
+            issued += 1
+            try:
+                latency = await send(index)
+            except Exception as exc:  # counted and reported, the run goes on
+                load.errors += 1
+                load.first_error = load.first_error or f"{type(exc).__name__}: {exc}"
+                continue
+            load.latencies.append(latency)
+            load.completed += 1
+
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    load.seconds = time.perf_counter() - started
+    return load
+
+
 async def _http(
     base_url: str,
     requests: Sequence[HttpRequest],
@@ -55,51 +99,25 @@ async def _http(
     cap_s: float,
     warmup: int,
 ) -> Load:
-    load = Load()
     timeout = aiohttp.ClientTimeout(total=max(120.0, cap_s * 2))
     connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
     async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as session:
 
-        async def send(index: int) -> tuple[bool, str]:
+        async def send(index: int) -> float:
             request = requests[index % len(requests)]
-            try:
-                async with session.post(
-                    request.path, data=request.body, headers=request.headers
-                ) as response:
-                    body = await response.read()
-                    if response.status == 200:
-                        return True, ""
-                    return False, f"HTTP {response.status}: {body[:200]!r}"
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                return False, f"{type(exc).__name__}: {exc}"
+            sent = time.perf_counter()
+            async with session.post(
+                request.path, data=request.body, headers=request.headers
+            ) as response:
+                body = await response.read()
+            latency = time.perf_counter() - sent
+            if response.status != 200:
+                raise WrongAnswer(f"HTTP {response.status}: {body[:200]!r}")
+            if request.check is not None:  # after the clock: the server's time, not ours
+                request.check(body, response.headers)
+            return latency
 
-        # Warm-up: open the connections and let the server settle; not counted.
-        await asyncio.gather(*(send(i) for i in range(warmup)))
-
-        issued = 0
-        started = time.perf_counter()
-        deadline = started + cap_s
-
-        async def client() -> None:
-            nonlocal issued
-            while issued < total:
-                if time.perf_counter() >= deadline:
-                    load.capped = True
-                    return
-                index = issued
-                issued += 1
-                sent = time.perf_counter()
-                ok, error = await send(index)
-                if ok:
-                    load.latencies.append(time.perf_counter() - sent)
-                    load.completed += 1
-                else:
-                    load.errors += 1
-                    load.first_error = load.first_error or error
-
-        await asyncio.gather(*(client() for _ in range(concurrency)))
-        load.seconds = time.perf_counter() - started
-    return load
+        return await closed_loop(send, concurrency, total, cap_s, warmup)
 
 
 def drive_http(

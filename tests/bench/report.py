@@ -15,6 +15,7 @@ from tests.bench.targets import Target, batching_gains
 COLUMNS = (
     "model",
     "path",
+    "wire",
     "batching",
     "concurrency",
     "batch",
@@ -37,9 +38,21 @@ PATH_ORDER = (
     "in-process",
     "served /infer",
     "served V2",
+    "served gRPC",
     "mtcnn package",
     "KServe V2",
 )
+
+# How each path's tensors or images travel (the measurements table's "wire" column).
+WIRE = {
+    "raw graph": "none (in process)",
+    "in-process": "none (in process)",
+    "served /infer": "HTTP/1.1, JPEG body",
+    "served V2": "REST: HTTP/1.1, JSON header + binary tensors",
+    "served gRPC": "gRPC: HTTP/2, protobuf with raw_input_contents",
+    "mtcnn package": "none (in process)",
+    "KServe V2": "REST: HTTP/1.1, JSON header + binary tensors",
+}
 
 
 def _num(value: float, digits: int = 1) -> str:
@@ -61,6 +74,7 @@ def cell_row(cell: Cell) -> list[str]:
     return [
         cell.model,
         cell.path,
+        WIRE.get(cell.path, "?"),
         cell.batching,
         str(cell.concurrency),
         str(cell.batch),
@@ -130,7 +144,9 @@ def write_markdown(
             "same concurrency (a ratio above 1: the first is faster). `/infer` does what the "
             "in-process pipeline does (decode, preprocess, graph, postprocess) plus HTTP; V2 "
             "carries the task's tensors already made, so it skips the decoding and "
-            "preprocessing that the in-process pipeline pays for: V2 ratios above 1 are that.",
+            "preprocessing that the in-process pipeline pays for: V2 ratios above 1 are that. "
+            "gRPC ÷ REST V2 compares the two wire encodings of the same tensors on the same "
+            "server.",
             "",
             *_table(
                 ("model", "ratio", *(f"concurrency {c}" for c in plan.concurrencies)),
@@ -187,8 +203,9 @@ def write_markdown(
         "",
         f"{len(cells)} cells, one row each. Baselines: the raw graph's rows are divided by "
         "the raw graph at batch 1; the in-process pipeline's rows by the raw graph at batch 1 "
-        "too; every other row (served, `mtcnn` package, KServe) by the in-process pipeline "
-        "of the same model at the same concurrency. Latencies are per request (per call "
+        "too; every other row (served /infer, REST V2 and gRPC, `mtcnn` package, KServe) by "
+        "the in-process pipeline of the same model at the same concurrency. *Wire* is how "
+        "the request travels. Latencies are per request (per call "
         "for the raw graph, whose images/s count every image of the batch). *Images per graph "
         "call* is the batch the graph ran: the raw graph's batch size, the in-process "
         "pipeline's round, and for the server the mean of its `modelzoo_batch_size` "
@@ -272,6 +289,16 @@ def write_markdown(
         f"{plan.cell_cap_seconds:.0f} s per cell, after max(`c`, 4) warm-up requests. "
         "`/infer` gets the JPEG as the raw body; V2 gets the task's own tensors with the "
         "binary tensor data extension and asks for binary outputs (tritonclient's defaults).",
+        "- **gRPC**: the same tensors to the same server's `inference.GRPCInferenceService` "
+        "(`--grpc-port`) through `tritonclient.grpc.aio`: one client, so one HTTP/2 channel "
+        "kept open for the whole slice, carries all `c` closed-loop clients; tensors go as "
+        "raw bytes in `raw_input_contents`, outputs come back in `raw_output_contents`. "
+        "Same request count, warm-up and time cap as REST.",
+        "- **Answers**: every V2 answer, REST and gRPC, is decoded with tritonclient and "
+        "checked against the raw graph's outputs for the same tensors (same outputs, shapes "
+        "and dtypes, values within a float tolerance, and for classifiers the same top "
+        "label); a wrong answer counts as an error, never as a latency. `/infer` and KServe "
+        "answers only need HTTP 200.",
         "- **`mtcnn` package**: `MTCNN().detect_faces` on the same JPEGs (decoding "
         "included, as for `/infer`), in the bench process, `c` threads sharing one detector.",
         "- **KServe**: `kserve` "
@@ -298,6 +325,9 @@ def headline_rows(ctx: Context) -> list[list[str]]:
         (("served /infer", "n/a"), ("in-process", "n/a"), "served /infer ÷ in-process"),
         (("served V2", "on"), ("in-process", "n/a"), "served V2, batching on ÷ in-process"),
         (("served V2", "n/a"), ("in-process", "n/a"), "served V2 ÷ in-process"),
+        (("served gRPC", "on"), ("served V2", "on"), "gRPC ÷ REST V2, batching on"),
+        (("served gRPC", "off"), ("served V2", "off"), "gRPC ÷ REST V2, batching off"),
+        (("served gRPC", "n/a"), ("served V2", "n/a"), "gRPC ÷ REST V2"),
         (("served /infer", "n/a"), ("mtcnn package", "n/a"), "served /infer ÷ `mtcnn` package"),
         (("served V2", "on"), ("KServe V2", "n/a"), "served V2, batching on ÷ KServe V2"),
         (("served V2", "off"), ("KServe V2", "n/a"), "served V2, batching off ÷ KServe V2"),
@@ -339,6 +369,9 @@ STYLES = {
     ("served V2", "on"): ("served V2, batching on", "tab:green", "-", "^"),
     ("served V2", "off"): ("served V2, batching off", "tab:green", "--", "^"),
     ("served V2", "n/a"): ("served V2 (model does not batch)", "tab:green", "-", "^"),
+    ("served gRPC", "on"): ("served gRPC, batching on", "tab:purple", "-", "v"),
+    ("served gRPC", "off"): ("served gRPC, batching off", "tab:purple", "--", "v"),
+    ("served gRPC", "n/a"): ("served gRPC (model does not batch)", "tab:purple", "-", "v"),
     ("mtcnn package", "n/a"): ("mtcnn package detect_faces", "tab:red", "-", "D"),
     ("KServe V2", "n/a"): ("KServe ModelServer V2", "tab:orange", "-", "D"),
 }

@@ -18,7 +18,9 @@ from pathlib import Path
 from modelzoo_server.cpu import available_cpus
 from modelzoo_server.model import can_batch
 from modelzoo_server.model_entry import RecordError, from_catalog
-from tests.bench import inprocess, peers, served, venvs
+from modelzoo_server.tasks.image_classification import ImageClassification
+from tests.bench import answers, inprocess, peers, served, venvs
+from tests.bench.grpc_load import GrpcRequest, drive_grpc
 from tests.bench.loadgen import HttpRequest, Load, drive_http
 from tests.bench.plan import CLASSIFIER, FACES, KSERVE_MODELS, MEMORY_MODEL, Plan
 from tests.bench.stats import Cell
@@ -114,6 +116,19 @@ def _http_job(
     return drive_http(url, requests, concurrency, total, cap_s, warmup if first else 0)
 
 
+def _grpc_job(
+    address: str,
+    model: str,
+    requests: list[GrpcRequest],
+    concurrency: int,
+    total: int,
+    cap_s: float,
+    warmup: int,
+    first: bool,
+) -> Load:
+    return drive_grpc(address, model, requests, concurrency, total, cap_s, warmup if first else 0)
+
+
 def cell_from_load(
     model: str, path: str, batching: str, concurrency: int, planned: int, load: Load
 ) -> Cell:
@@ -154,7 +169,8 @@ def models_section(ctx: Context) -> None:
 
 
 def measure_model(ctx: Context, work: Workload) -> None:
-    """Raw graph, then per concurrency: in-process, served (on/off × /infer, V2), peers.
+    """Raw graph, then per concurrency: in-process, served (on/off × /infer, REST V2, gRPC
+    V2), peers.
 
     Every server of the model is started first and stays up (idle when not measured), so
     each concurrency's cells run back to back, minutes closer to their baseline.
@@ -176,10 +192,14 @@ def measure_model(ctx: Context, work: Workload) -> None:
         if can_batch(entry)
         else [("n/a", ())]
     )
+    # V2 answers, REST and gRPC alike, must be the raw graph's for the same tensors.
+    top = loaded.task.output_name if isinstance(loaded.task, ImageClassification) else None
+    right = answers.reference(loaded.graph.run, work.feeds, top)
     endpoints: list[tuple[str, list[HttpRequest]]] = [
         ("served /infer", work.infer_requests),
-        ("served V2", work.v2_requests(name)),
+        ("served V2", work.v2_requests(name, right)),
     ]
+    grpc_requests = work.grpc_requests(right)
     warmup = len(work.jpegs)
     with contextlib.ExitStack() as stack:
         servers = {}
@@ -218,6 +238,10 @@ def measure_model(ctx: Context, work: Workload) -> None:
                 for path, requests in endpoints:
                     jobs[path, batching] = partial(
                         _http_job, server.url, requests, c, per_slice, cap, warm
+                    )
+                if server.grpc_address is not None:
+                    jobs["served gRPC", batching] = partial(
+                        _grpc_job, server.grpc_address, name, grpc_requests, c, per_slice, cap, warm
                     )
             # (4) what a user would run instead
             if name == FACES and c in plan.peer_concurrencies_mtcnn:

@@ -23,7 +23,7 @@ class Cell:
     """One measurement: `images` done in `seconds`, with one latency per request."""
 
     model: str
-    path: str  # "raw graph", "in-process", "served /infer", "served V2", "mtcnn package", ...
+    path: str  # "raw graph", "in-process", "served /infer", "served V2", "served gRPC", ...
     batching: str  # "on", "off" or "n/a"
     concurrency: int  # concurrent clients (1 for the raw graph)
     batch: int  # images per request (the raw graph's batch size; 1 elsewhere)

@@ -41,7 +41,7 @@ def batching_gains(ctx: Context) -> list[dict]:
                 continue
             batch = max((b for b in sizes if b <= concurrency), default=1)
             raw = ctx.find(model, "raw graph", "n/a", 1, batch)
-            for path in ("served V2", "served /infer"):
+            for path in ("served V2", "served gRPC", "served /infer"):
                 on = ctx.find(model, path, "on", concurrency)
                 off = ctx.find(model, path, "off", concurrency)
                 if not (on and off and raw and raw1):

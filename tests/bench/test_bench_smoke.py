@@ -73,6 +73,18 @@ def test_quick_bench_writes_a_well_formed_report(tmp_path: Path) -> None:
     ratios = [float(row[COLUMNS.index("images/s ÷ baseline")]) for row in rows]
     assert any(math.isfinite(r) and r > 0 for r in ratios)
 
+    # gRPC next to REST V2: a cell for every REST V2 cell, each answer checked (a wrong
+    # answer counts as an error), and the wire encoding stated in each row.
+    v2 = {(c["model"], c["batching"], c["concurrency"]) for c in cells if c["path"] == "served V2"}
+    grpc = {
+        (c["model"], c["batching"], c["concurrency"]) for c in cells if c["path"] == "served gRPC"
+    }
+    assert v2 and grpc == v2
+    checked = [c for c in cells if c["path"] in ("served V2", "served gRPC")]
+    assert all(c["requests"] > 0 and c["errors"] == 0 for c in checked), checked
+    wires = {row[COLUMNS.index("path")]: row[COLUMNS.index("wire")] for row in rows}
+    assert "gRPC" in wires["served gRPC"] and "REST" in wires["served V2"]
+
     for heading in ("## Machine", "## Targets", "## Resident memory", "## Operator"):
         assert heading in markdown
     _, targets = table_after(markdown, "## Targets")
