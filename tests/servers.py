@@ -104,12 +104,15 @@ def stop(process: subprocess.Popen, grace: float) -> bool:
 
 
 @contextlib.contextmanager
-def http_origin(handler: Callable[..., http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
-    """A plain threaded HTTP server on a free loopback port; yields its base URL."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+def http_origin(
+    handler: Callable[..., http.server.BaseHTTPRequestHandler], host: str = "127.0.0.1"
+) -> Iterator[str]:
+    """A plain threaded HTTP server on a free port of `host` (loopback unless a test's
+    own pods must reach it); yields its base URL."""
+    server = http.server.ThreadingHTTPServer((host, 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
+        yield f"http://{host}:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()

@@ -86,4 +86,5 @@ def skipped_by_plan(plan: Plan) -> list[tuple[str, str]]:
             + ", ".join(str(c) for c in FULL.peer_concurrencies_mtcnn[1:]),
             why,
         ),
+        ("cold start on the real node", why + "; the `real` test tier measures it once"),
     ]

@@ -418,11 +418,22 @@ def operator_section(ctx: Context) -> None:
     )
 
 
+def real_node_section(ctx: Context) -> None:
+    """The cold path on the real node (tests/bench/real_node.py); the full run only: the
+    `real` test tier runs the same measurement once, and a quick run stays in minutes."""
+    if ctx.plan.quick:
+        return
+    from tests.bench import real_node
+
+    real_node.section(ctx)
+
+
 SECTIONS: tuple[Callable[[Context], None], ...] = (
     prepare_kserve,
     models_section,
     memory_section,
     operator_section,
+    real_node_section,
 )
 
 

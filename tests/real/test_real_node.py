@@ -12,10 +12,12 @@ import uuid
 
 import pytest
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from modelzoo_operator.builders import LABEL_ZOO
 from tests import photos
 from tests.cluster import realnode
+from tests.real.calls import DIRECT, service_address, wait_routed
 from tests.real.conftest import NODE_SELECTOR, RELEASE, TOLERATION
 from tests.reference import iou, reference_faces
 
@@ -99,26 +101,20 @@ def test_mtcnn_zoo_serves_faces_from_the_real_node(real_cluster, chart, restrict
     assert server["securityContext"]["readOnlyRootFilesystem"] is True
     assert spec["securityContext"]["runAsNonRoot"] is True
 
-    svc = json.loads(real_cluster.kubectl("get", "services", "-n", ns, "-o", "json").stdout)[
-        "items"
-    ]
-    (service,) = [s for s in svc if s["spec"]["type"] == "ClusterIP"]
-    ip = service["spec"]["clusterIP"]
-    port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "http")
+    address = wait_routed(service_address(real_cluster, ns, zoo, "faces", "http"))
 
     rgb = photos.astronaut()
     png = io.BytesIO()
     Image.fromarray(rgb).save(png, format="PNG")
     # The ClusterIP through kube-proxy in the node's netns (the host routes the Service
     # CIDR there); no proxy may intercept it.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     req = urllib.request.Request(
-        f"http://{ip}:{port}/infer",
+        f"http://{address}/infer",
         data=png.getvalue(),
         headers={"Content-Type": "image/png"},
         method="POST",
     )
-    with opener.open(req, timeout=60) as resp:
+    with DIRECT.open(req, timeout=60) as resp:
         answer = json.loads(resp.read())
     expected = reference_faces(rgb)
     got = answer["detections"]
@@ -126,3 +122,17 @@ def test_mtcnn_zoo_serves_faces_from_the_real_node(real_cluster, chart, restrict
     for face in expected:
         assert max(iou(face["box"], g["box"]) for g in got) > 0.8, (got, expected)
     print(f"ModelZoo {zoo}: apply -> Ready in {ready_s:.1f}s on {realnode.NODE_NAME}")
+
+    # The operator's own metrics, from its pod (the chart's metricsPort), say the same.
+    (operator,) = pods_of(real_cluster, chart, "app.kubernetes.io/component=operator")
+    metrics_url = f"http://{operator['status']['podIP']}:8081/metrics"
+    with DIRECT.open(metrics_url, timeout=10) as resp:
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(resp.read().decode())
+            for s in family.samples
+        }
+    model = (("model", "faces"), ("namespace", ns), ("zoo", zoo))
+    assert samples[("modelzoo_operator_model_ready_replicas", model)] == 1
+    full_ok = (("kind", "full"), ("result", "ok"))
+    assert samples[("modelzoo_operator_reconciles_total", full_ok)] >= 1
