@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 VENV_STAMP := $(VENV)/.installed-$(shell cat pyproject.toml 2>/dev/null | sha256sum | cut -c1-12)
 
 .PHONY: help venv models run test test-unit test-cluster test-integration test-browser test-e2e \
-	test-real bench soak \
+	test-real bench soak dashboard-picture \
 	lint format chromium promtool clean clean-cache
 
 help: ## list the targets
@@ -69,6 +69,9 @@ test-e2e: venv models cluster-bins ## the operator and chart on a real control p
 
 bench: venv models cluster-bins image node-packages ## benchmarks side by side → docs/benchmarks.md (QUICK=1: a few minutes; the full run includes the real node)
 	$(PY) -m tests.bench $(if $(QUICK),--quick)
+
+dashboard-picture: venv models cluster-bins promtool ## plot the Grafana dashboard's panels from a real run's Prometheus → docs/dashboard.png (a few minutes)
+	$(PY) -m tests.dashboard_picture --out docs/dashboard.png
 
 # The reliability tests with larger budgets (fuzz examples, overload seconds); see README.
 soak: venv models ## the reliability tier with larger budgets (about 30 minutes)

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from modelzoo_operator.metrics import OperatorMetrics
 from tests.cluster_tools.test_chart_hardening import CHART, render, rendered
 from tests.samples import SAMPLES, built
 
@@ -93,16 +94,19 @@ def test_a_pod_monitor_scrapes_the_operators_metrics_port() -> None:
     assert str(ports[endpoint["port"]]) == env["MODELZOO_OPERATOR_METRICS_PORT"] == "8081"
 
 
-def test_the_not_ready_alert_selects_the_operators_deployments() -> None:
+def test_the_not_ready_alert_reads_the_operators_own_gauges() -> None:
     rules = yaml.safe_load(RULES.read_text())
     (expr,) = [
         r["expr"] for g in rules["groups"] for r in g["rules"]
         if r.get("alert") == "ModelZooModelNotReady"
     ]  # fmt: skip
-    # kube-state-metrics writes label a.b/c-d as label_a_b_c_d.
-    (value,) = re.findall(r'label_app_kubernetes_io_managed_by="([^"]+)"', expr)
-    deployment = next(m for m in built(SAMPLES["zoo-gpu"]) if m["kind"] == "Deployment")
-    assert deployment["metadata"]["labels"]["app.kubernetes.io/managed-by"] == value
+    used = set(re.findall(r"\b(modelzoo_operator_\w+)", expr))
+    exported = {m.name for m in OperatorMetrics().registry.collect()}
+    assert used == {"modelzoo_operator_model_replicas", "modelzoo_operator_model_ready_replicas"}
+    assert used <= exported
+    # Grouped by the gauges' own labels, so the alert names the model.
+    gauge = OperatorMetrics().ready_replicas
+    assert set(re.findall(r"by \(([^)]*)\)", expr)) == {", ".join(gauge._labelnames)}
 
 
 def test_monitoring_objects_are_off_by_default() -> None:
