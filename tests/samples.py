@@ -12,6 +12,8 @@ from modelzoo_operator.settings import Settings
 from modelzoo_operator.spec import ZooEntryNames, parse_zoo
 
 SHA = "a" * 64
+# A caBundle's shape (the operator passes it on; only the fetch's TLS reads it).
+PEM = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUZm9v\n-----END CERTIFICATE-----\n"
 CATALOG = ZooEntryNames(frozenset({"mtcnn", "mobilenet", "centernet", "nsfw"}), "test")
 SIGNATURE = {
     "inputs": [{"name": "images", "dtype": "float32", "shape": [-1, 224, 224, 3]}],
@@ -63,6 +65,25 @@ SAMPLES: dict[str, dict[str, Any]] = {
         },
     },
     "scaled-to-zero": {"name": "idle", "zoo": "centernet", "gpu": 0, "replicas": 0},
+    "s3-private-store": {
+        "name": "stored",
+        "source": {
+            "s3": {
+                "endpoint": "https://store.storage.svc:9000",
+                "bucket": "models",
+                "key": "resnet/v2/model.pb",
+                "region": "us-east-1",
+                "secretName": "model-store",
+                "pathStyle": True,
+                "caBundle": PEM,
+            },
+            "sha256": SHA,
+        },
+        "task": "tensor",
+        "signature": SIGNATURE,
+        "replicas": 1,
+        "gpu": 0,
+    },
 }
 
 

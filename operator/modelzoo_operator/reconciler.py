@@ -176,17 +176,22 @@ class Reconciler:
 
     def _check_references(self, zoo: ZooSpec, model: ModelSpec) -> None:
         """The objects a model's pods mount must exist, or the pods hang in
-        ContainerCreating: the PVC of a `source.pvc`, the auth Secret."""
+        ContainerCreating: the PVC of a `source.pvc`, the auth and `source.s3` Secrets."""
         if model.source.kind == "pvc":
             claim = model.source.claim_name
             if self.kube.get("v1", "PersistentVolumeClaim", zoo.namespace, claim) is None:
                 raise SpecError(
                     f"PersistentVolumeClaim {claim!r} not found in namespace {zoo.namespace!r}"
                 )
-        if model.auth and self.settings.check_secrets:
-            self._check_secret(zoo.namespace, model.auth.secret_name)
+        if not self.settings.check_secrets:
+            return
+        if model.auth:
+            self._check_secret(zoo.namespace, model.auth.secret_name, "auth.secretName")
+        s3 = model.source.s3
+        if s3 and s3.secret_name:
+            self._check_secret(zoo.namespace, s3.secret_name, "source.s3.secretName")
 
-    def _check_secret(self, namespace: str, name: str) -> None:
+    def _check_secret(self, namespace: str, name: str, field: str) -> None:
         """Metadata only: the tokens never reach the operator, and no list/watch on Secrets
         is needed; a Secret created later is found by the drift sweep. Whether it holds the
         `key` cannot be seen without reading it: a missing key shows as the pods'
@@ -197,13 +202,11 @@ class Reconciler:
             if exc.status != 403:
                 raise
             raise SpecError(
-                f"the operator may not check Secret {name!r} (auth.secretName): grant it `get` "
+                f"the operator may not check Secret {name!r} ({field}): grant it `get` "
                 "on secrets (the chart's models.checkAuthSecrets) or turn the check off"
             ) from exc
         if not found:
-            raise SpecError(
-                f"Secret {name!r} (auth.secretName) not found in namespace {namespace!r}"
-            )
+            raise SpecError(f"Secret {name!r} ({field}) not found in namespace {namespace!r}")
 
     def _prune(self, zoo: ZooSpec, desired: set[tuple[str, str]], keep_models: set[str]) -> None:
         """Delete children of this zoo that no model needs: removed models, a PDB or HPA

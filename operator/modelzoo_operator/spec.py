@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from modelzoo_models.contract import LITERT, RUNTIMES, TASKS, ModelRecord, RecordError
+from modelzoo_models.contract import AUTO, LITERT, RUNTIMES, TASKS, TFLITE, ModelRecord, RecordError
 
 GROUP = "modelzoo.dev"
 VERSION = "v1alpha1"
@@ -39,13 +39,33 @@ class SpecError(ValueError):
 
 
 @dataclass(frozen=True)
+class S3Object:
+    """One object of an S3-compatible store; the credentials stay in the Secret, which
+    only the init container reads (as environment variables)."""
+
+    endpoint: str
+    bucket: str
+    key: str
+    region: str = ""
+    secret_name: str = ""
+    path_style: bool = False
+    ca_bundle: str = ""  # PEM
+
+
+@dataclass(frozen=True)
 class Source:
-    kind: Literal["zoo", "url", "pvc"]
+    kind: Literal["zoo", "url", "pvc", "s3"]
     zoo: str = ""
     url: str = ""
     sha256: str = ""
     claim_name: str = ""
     path: str = ""
+    s3: S3Object | None = None
+
+    @property
+    def fetched(self) -> bool:
+        """Downloaded by the init container into the pod's own volume."""
+        return self.kind in ("url", "s3")
 
 
 @dataclass(frozen=True)
@@ -90,6 +110,9 @@ class ModelSpec:
     auth: Auth | None = None
     # The server's --runtime; "" lets the operator choose (TensorFlow on a GPU, else auto).
     runtime: str = ""
+    # A zoo entry with a verified .tflite on a CPU pod: the server runs it on LiteRT,
+    # without TensorFlow, in a fraction of the memory.
+    on_litert: bool = False
 
     @property
     def min_replicas(self) -> int:
@@ -114,10 +137,12 @@ class ZooSpec:
 
 @dataclass(frozen=True)
 class ZooEntryNames:
-    """The names of the zoo entries the image carries (None: unknown, so not checked)."""
+    """The names of the zoo entries the image carries (None: unknown, so not checked), and
+    those with a verified .tflite, which a CPU pod serves on LiteRT."""
 
     names: frozenset[str] | None
     origin: str
+    litert: frozenset[str] = frozenset()
 
     def check(self, zoo: str) -> None:
         if self.names is not None and zoo not in self.names:
@@ -126,14 +151,23 @@ class ZooEntryNames:
 
 
 def load_zoo_entry_names(catalog_path: str, zoo_entries: Sequence[str] = ()) -> ZooEntryNames:
-    """The entries named in settings, else those of the built catalog.json, else unknown."""
-    if zoo_entries:
-        return ZooEntryNames(frozenset(zoo_entries), "MODELZOO_OPERATOR_ZOO_ENTRIES")
+    """The entries named in settings, else those of the built catalog.json, else unknown;
+    which of them run on LiteRT always comes from the catalog (none if unreadable)."""
     try:
         records = json.loads(Path(catalog_path).read_text())["models"]
-        return ZooEntryNames(frozenset(str(r["name"]) for r in records), catalog_path)
-    except (OSError, ValueError, KeyError, TypeError):
+        names = frozenset(str(r["name"]) for r in records)
+        litert = frozenset(
+            str(r["name"])
+            for r in records
+            if any(a.get("format") == TFLITE for a in r.get("artifacts") or ())
+        )
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        names, litert = None, frozenset()
+    if zoo_entries:
+        return ZooEntryNames(frozenset(zoo_entries), "MODELZOO_OPERATOR_ZOO_ENTRIES", litert)
+    if names is None:
         return ZooEntryNames(None, f"{catalog_path} (unreadable: zoo entries are not checked)")
+    return ZooEntryNames(names, catalog_path, litert)
 
 
 def child_name(zoo: str, model: str) -> str:
@@ -147,12 +181,16 @@ def _source(model: Mapping[str, Any]) -> Source:
             raise SpecError("set exactly one of `zoo` or `source`")
         return Source("zoo", zoo=str(model["zoo"]))
     source = model.get("source") or {}
-    url, pvc = source.get("url"), source.get("pvc")
-    if bool(url) == bool(pvc):
-        raise SpecError("set exactly one of `zoo`, `source.url` or `source.pvc`")
+    url, pvc, s3 = source.get("url"), source.get("pvc"), source.get("s3")
+    if sum(map(bool, (url, pvc, s3))) != 1:
+        raise SpecError("set exactly one of `zoo`, `source.url`, `source.pvc` or `source.s3`")
     sha256 = str(source.get("sha256") or "").lower()
     if sha256 and not re.fullmatch(r"[0-9a-f]{64}", sha256):
         raise SpecError("source.sha256 must be 64 hex digits")
+    if s3:
+        if not sha256:
+            raise SpecError("source.s3 needs source.sha256 (the download is checked against it)")
+        return Source("s3", sha256=sha256, s3=_s3_object(s3))
     if url:
         if not sha256:
             raise SpecError("source.url needs source.sha256 (the download is checked against it)")
@@ -165,6 +203,27 @@ def _source(model: Mapping[str, Any]) -> Source:
     if path.startswith("/") or ".." in path.split("/"):
         raise SpecError("source.pvc.path must be relative to the volume, without `..`")
     return Source("pvc", claim_name=claim, path=path, sha256=sha256)
+
+
+def _s3_object(raw: Mapping[str, Any]) -> S3Object:
+    s3 = S3Object(
+        endpoint=str(raw.get("endpoint") or "").rstrip("/"),
+        bucket=str(raw.get("bucket") or ""),
+        key=str(raw.get("key") or ""),
+        region=str(raw.get("region") or ""),
+        secret_name=str(raw.get("secretName") or ""),
+        path_style=bool(raw.get("pathStyle")),
+        ca_bundle=str(raw.get("caBundle") or ""),
+    )
+    if not re.fullmatch(r"https?://[^/\s]+", s3.endpoint):
+        raise SpecError("source.s3.endpoint must be http(s)://host[:port]")
+    if not s3.bucket or not s3.key:
+        raise SpecError("source.s3 needs bucket and key")
+    if s3.secret_name and not DNS1123_SUBDOMAIN.match(s3.secret_name):
+        raise SpecError(f"source.s3.secretName {s3.secret_name!r} is not a Secret name")
+    if s3.ca_bundle and "-----BEGIN CERTIFICATE-----" not in s3.ca_bundle:
+        raise SpecError("source.s3.caBundle must be PEM certificates")
+    return s3
 
 
 def _auth(raw: Mapping[str, Any] | None) -> Auth | None:
@@ -279,6 +338,7 @@ def _model(
     record = _record(model, name, source, entry_names)
     autoscaling = _autoscaling(model.get("autoscaling"))
     replicas, gpu = _counts(model)
+    runtime = _runtime(model.get("runtime"), gpu)
     return ModelSpec(
         name=name,
         source=source,
@@ -294,7 +354,13 @@ def _model(
         max_inflight=int(model["maxInflight"]) if model.get("maxInflight") else None,
         # A model's own `auth` replaces the zoo's.
         auth=_auth(model.get("auth") or zoo_auth),
-        runtime=_runtime(model.get("runtime"), gpu),
+        runtime=runtime,
+        on_litert=(
+            source.kind == "zoo"
+            and source.zoo in entry_names.litert
+            and gpu == 0
+            and runtime in ("", AUTO, LITERT)
+        ),
     )
 
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 from aiohttp import web
 from aiohttp.log import access_logger
+from opentelemetry.trace import Tracer
 
 from modelzoo_models.contract import RecordError, Unservable
 from modelzoo_models.saved_model import is_saved_model
-from modelzoo_server import access_log
+from modelzoo_server import access_log, tracing
 from modelzoo_server.app import create_app
 from modelzoo_server.appkeys import DRAIN, MODEL
 from modelzoo_server.auth import TokenFile
@@ -57,7 +58,12 @@ def process_age() -> float:
     return uptime - started / os.sysconf("SC_CLK_TCK")
 
 
-def build_model(settings: Settings, metrics: Metrics, executor: ThreadPoolExecutor) -> ServedModel:
+def build_model(
+    settings: Settings,
+    metrics: Metrics,
+    executor: ThreadPoolExecutor,
+    tracer: Tracer = tracing.NO_TRACER,
+) -> ServedModel:
     """Resolve, check, import and warm up the model (blocking)."""
     entry = resolve_entry(settings)
     runtime = choose_runtime(entry, settings.runtime)
@@ -73,6 +79,7 @@ def build_model(settings: Settings, metrics: Metrics, executor: ThreadPoolExecut
         image_limits=ImageLimits(max_pixels=settings.max_pixels),
         runtime=runtime,
         threads=settings.intra_op_threads,
+        tracer=tracer,
     )
     log.info(
         "loading %s on %s, %.2fs after the process started (interpreter and imports)",
@@ -98,22 +105,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"modelzoo-server: cannot read --token-file: {exc}", file=sys.stderr)
         return 2
+    # Before the app is created: the aiohttp instrumentation hooks into its construction.
+    otel = tracing.start(settings.tracing)
     try:
-        model = build_model(settings, Metrics(), executor)
+        model = build_model(settings, Metrics(), executor, otel.tracer)
     except Unservable as exc:
         print(f"modelzoo-server: refusing to serve: {exc}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(serve(create_app(settings, model, tokens), settings, tokens))
+        asyncio.run(serve(create_app(settings, model, tokens), settings, tokens, otel))
     except OSError as exc:  # a port already taken, an address not ours
         print(f"modelzoo-server: cannot listen: {exc}", file=sys.stderr)
         return 2
     finally:
         executor.shutdown(wait=False, cancel_futures=True)
+        otel.shutdown()  # exports the spans still queued
     return 0
 
 
-async def serve(app: web.Application, settings: Settings, tokens: TokenFile | None = None) -> None:
+async def serve(
+    app: web.Application,
+    settings: Settings,
+    tokens: TokenFile | None = None,
+    otel: tracing.Tracing = tracing.OFF,
+) -> None:
     """Serve HTTP (and gRPC unless --grpc-port 0) until SIGTERM/SIGINT, then drain: stop
     listening, finish what is in flight."""
     runner = web.AppRunner(
@@ -127,7 +142,7 @@ async def serve(app: web.Application, settings: Settings, tokens: TokenFile | No
     grpc_server = None
     try:
         if settings.grpc_port:
-            grpc_server = GrpcServer(settings, app[MODEL], app[DRAIN], tokens)
+            grpc_server = GrpcServer(settings, app[MODEL], app[DRAIN], tokens, otel)
             await grpc_server.start()
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()

@@ -4,6 +4,7 @@ Every request gets an id: the client's `X-Request-Id` header (gRPC: `x-request-i
 metadata) when it is short and safe to log, else a fresh one; the server returns it in
 the same header. With `--access-log json` each request ends as one JSON line on stdout;
 `text` (the default) keeps aiohttp's own line per HTTP request; `off` writes neither.
+With tracing on, the line also has the request's trace and span ids.
 
 The timings come from the measurements the metrics take anyway: the middleware's latency,
 and the queue wait and batch size the model observes (`note_graph_call`, called in the
@@ -48,6 +49,9 @@ class RequestRecord:
     # Set only when the request reached the graph.
     queue_seconds: float | None = None
     batch_size: int | None = None
+    # The request's span (tracing.span_ids), when tracing is on.
+    trace_id: str | None = None
+    span_id: str | None = None
 
 
 _CURRENT: ContextVar[RequestRecord | None] = ContextVar("modelzoo_request", default=None)
@@ -87,6 +91,7 @@ class AccessLog:
         if not self.json:
             return
         stamp = datetime.fromtimestamp(record.started, UTC).isoformat(timespec="milliseconds")
+        trace = {"trace_id": record.trace_id, "span_id": record.span_id}
         line = json.dumps(
             {
                 "time": stamp.replace("+00:00", "Z"),
@@ -102,6 +107,7 @@ class AccessLog:
                 "batch_size": record.batch_size,
                 "bytes_in": bytes_in,
                 "bytes_out": bytes_out,
+                **(trace if record.trace_id else {}),
             },
             separators=(",", ":"),
         )

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import hdrs, web
 
+from modelzoo_server import tracing
 from modelzoo_server.access_log import HEADER, AccessLog, RequestRecord, recording, request_id
 from modelzoo_server.appkeys import ACCESS_LOG, DRAIN, METRICS, MODEL, SETTINGS
 from modelzoo_server.auth import TokenFile
@@ -60,17 +61,23 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Metrics and the access log of each request, from one measurement; the request id
-    goes back in X-Request-Id."""
+    goes back in X-Request-Id. With tracing on, this runs inside the request's server span
+    (the aiohttp instrumentation's middleware comes first), whose ids the access log and
+    the latency's exemplar take."""
     route = request.match_info.route.resource
     endpoint = route.canonical if route is not None else "unmatched"
     model = request.app[MODEL].name
     metrics = request.app[METRICS]
     record = RequestRecord(request_id(request.headers.get(HEADER)), model, "rest", endpoint)
+    if ids := tracing.mark_request(model, record.request_id):
+        record.trace_id, record.span_id = ids
     started = time.perf_counter()
     with request.app[DRAIN].track(), recording(record):
         response = await handler(request)
     elapsed = time.perf_counter() - started
-    metrics.request_duration.labels(model, "rest", endpoint).observe(elapsed)
+    metrics.request_duration.labels(model, "rest", endpoint).observe(
+        elapsed, exemplar=tracing.exemplar()
+    )
     metrics.requests.labels(model, "rest", endpoint, str(response.status)).inc()
     response.headers[HEADER] = record.request_id
     request.app[ACCESS_LOG].write(

@@ -5,6 +5,8 @@ queue is bounded by the model's admission limit (`max_inflight`), so it can
 never grow without bound; each request's wait is measured as queue time.
 A batch waits for company only while other admitted requests are still on
 their way (decoding): a lone request runs at once, with no added delay.
+Each request's wait is a `queue` span under the request's span; each batch is a `batch`
+span linked to the span of every request it served (tracing.batch_span).
 """
 
 from __future__ import annotations
@@ -14,8 +16,13 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanContext, Tracer
+
+from modelzoo_server import tracing
 
 Feeds = Mapping[str, np.ndarray]
 Outputs = dict[str, np.ndarray]
@@ -26,6 +33,8 @@ class _Pending:
     feeds: Feeds
     rows: int
     future: asyncio.Future
+    request: SpanContext  # the submitting request's span, which its batch links to
+    queue: Span  # ended when its batch starts
     queued_at: float = field(default_factory=time.perf_counter)
     # Set when its batch starts: the wait and the batch's rows, for `on_answered`.
     waited: float = 0.0
@@ -55,14 +64,17 @@ class Batcher:
         executor: Executor,
         max_batch_size: int,
         max_delay_s: float,
-        on_batch: Callable[[int, list[float]], None] = lambda size, waits: None,
+        on_batch: Callable[[int, list[tuple[float, SpanContext]]], None] = lambda size, waits: None,
         admitted: Callable[[], int] | None = None,
         on_answered: Callable[[float, int], None] = lambda waited, size: None,
+        tracer: Tracer = tracing.NO_TRACER,
+        span_attributes: Mapping[str, Any] | None = None,
     ) -> None:
         self._run = run
         self._executor = executor
         self.max_batch_size = max_batch_size
         self.max_delay_s = max_delay_s
+        # Called when a batch starts with its rows and each request's wait and queue span.
         self._on_batch = on_batch
         # Called in the submitting task with its request's wait and batch size (what
         # on_batch observed), so per-request context such as the access log sees them.
@@ -76,6 +88,8 @@ class Batcher:
         self._slots = asyncio.Semaphore(2)
         self._task: asyncio.Task | None = None
         self._running: set[asyncio.Task] = set()
+        self._tracer = tracer
+        self._span_attributes = dict(span_attributes or {})
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._serve(), name="batcher")
@@ -88,7 +102,9 @@ class Batcher:
     async def submit(self, feeds: Feeds) -> Outputs:
         rows = next(iter(feeds.values())).shape[0]
         future = asyncio.get_running_loop().create_future()
-        pending = _Pending(feeds, rows, future)
+        request = trace.get_current_span().get_span_context()
+        queue = self._tracer.start_span("queue", attributes=self._span_attributes)
+        pending = _Pending(feeds, rows, future, request, queue)
         self._queue.put_nowait(pending)
         self._submitted += 1
         try:
@@ -144,10 +160,19 @@ class Batcher:
             size = sum(p.rows for p in batch)
             for pending in batch:
                 pending.waited, pending.batch_rows = started - pending.queued_at, size
-            self._on_batch(size, [p.waited for p in batch])
-            outputs = await loop.run_in_executor(
-                self._executor, lambda: self._run(stack([p.feeds for p in batch]))
-            )
+                pending.queue.set_attribute(tracing.BATCH_SIZE, size)
+                pending.queue.end()
+            self._on_batch(size, [(p.waited, p.queue.get_span_context()) for p in batch])
+            attributes = {
+                **self._span_attributes,
+                tracing.BATCH_SIZE: size,
+                tracing.BATCH_REQUESTS: len(batch),
+            }
+            with tracing.batch_span(self._tracer, [p.request for p in batch], attributes):
+                outputs = await loop.run_in_executor(
+                    self._executor,
+                    tracing.in_context(lambda: self._run(stack([p.feeds for p in batch]))),
+                )
             for pending, part in zip(batch, split(outputs, [p.rows for p in batch]), strict=True):
                 if not pending.future.done():
                     pending.future.set_result(part)

@@ -2,6 +2,7 @@
 service on `--grpc-port`, in the same event loop as aiohttp.
 
 Every call gets what a REST request gets from app.py's middlewares, in the same order:
+the server span with tracing on (the OpenTelemetry interceptor, for the inference RPCs),
 drain tracking, metrics and the access log around it (the request id comes from and goes
 back in `x-request-id` metadata), the bearer token by the RPC's declared access, and
 typed errors mapped to status codes in one place. A message over `--max-body-bytes` is
@@ -19,6 +20,7 @@ import grpc
 from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from modelzoo_server import tracing
 from modelzoo_server.access_log import (
     METADATA_KEY,
     AccessLog,
@@ -89,6 +91,8 @@ class _Calls:
         metrics, started = self._model.metrics, time.perf_counter()
         offered = dict(context.invocation_metadata() or ()).get(METADATA_KEY)
         record = RequestRecord(request_id(offered), self._model.name, "grpc", method)
+        if ids := tracing.mark_request(self._model.name, record.request_id):
+            record.trace_id, record.span_id = ids
         code, bytes_out = grpc.StatusCode.OK, 0
         # (details, trailing metadata) of an error answer, sent once metrics and the access
         # log have it: a client that has its answer finds it counted and logged.
@@ -113,7 +117,9 @@ class _Calls:
             refusal = ("internal error; the server logged the details", ())
         finally:
             name, elapsed = self._model.name, time.perf_counter() - started
-            metrics.request_duration.labels(name, "grpc", method).observe(elapsed)
+            metrics.request_duration.labels(name, "grpc", method).observe(
+                elapsed, exemplar=tracing.exemplar()
+            )
             metrics.requests.labels(name, "grpc", method, code.name).inc()
             self._access_log.write(record, code.name, elapsed, bytes_in, bytes_out)
         await context.abort(code, *refusal)
@@ -152,6 +158,14 @@ class _Calls:
         return grpc.stream_stream_rpc_method_handler(handle)
 
 
+def traced(details: grpc.HandlerCallDetails) -> bool:
+    """The calls that get a server span: the inference service's implemented RPCs. Not the
+    health service (probes every few seconds), nor the unimplemented ones, whose streaming
+    handlers the interceptor cannot wrap."""
+    service, _, name = details.method.lstrip("/").partition("/")
+    return service == SERVICE and name not in UNIMPLEMENTED
+
+
 def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
@@ -161,16 +175,22 @@ class GrpcServer:
     drained on SIGTERM next to the HTTP server."""
 
     def __init__(
-        self, settings: Settings, model: ServedModel, drain: Drain, tokens: TokenFile | None
+        self,
+        settings: Settings,
+        model: ServedModel,
+        drain: Drain,
+        tokens: TokenFile | None,
+        otel: tracing.Tracing = tracing.OFF,
     ) -> None:
         self.address = _address(settings.host, settings.grpc_port)
         self._stopping: asyncio.Task | None = None
         self._server = grpc.aio.server(
+            interceptors=otel.grpc_interceptors(traced),
             options=[
                 ("grpc.max_receive_message_length", settings.max_body_bytes),
                 # gRPC shares a port taken by another process by default; fail instead.
                 ("grpc.so_reuseport", 0),
-            ]
+            ],
         )
         calls = _Calls(model, drain, tokens, settings.auth_scope, AccessLog(settings.access_log))
         handlers = {

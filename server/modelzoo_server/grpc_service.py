@@ -144,6 +144,9 @@ class InferenceService:
         model = self.model
         check_model(model.name, request.model_name, _version(request.model_version))
         with model.admit():
-            results = await model.run_tensors(parse_model_infer(request))
-        outputs = select_outputs(results, requested_outputs(request))
-        return encode_model_infer(model.name, request.id, outputs)
+            with model.span("decode"):
+                feeds = parse_model_infer(request)
+            results = await model.run_tensors(feeds)
+        with model.span("encode"):
+            outputs = select_outputs(results, requested_outputs(request))
+            return encode_model_infer(model.name, request.id, outputs)

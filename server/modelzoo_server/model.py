@@ -15,9 +15,12 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanContext, Tracer
 from PIL import Image
 
 from modelzoo_models.contract import TENSOR
+from modelzoo_server import tracing
 from modelzoo_server.access_log import note_graph_call
 from modelzoo_server.batching import Batcher
 from modelzoo_server.errors import InvalidInput, ModelNotReady, ServerOverloaded
@@ -53,9 +56,13 @@ class ServedModel:
         load_limits: LoadLimits = LoadLimits(),
         runtime: str = TENSORFLOW,
         threads: int = 1,
+        tracer: Tracer = tracing.NO_TRACER,
     ) -> None:
         self.entry = entry
         self.runtime = runtime  # runtimes.LITERT or TENSORFLOW, chosen by runtimes.choose
+        self.tracer = tracer
+        # On every span this model opens.
+        self.span_attributes = {tracing.MODEL: entry.name, tracing.RUNTIME: runtime}
         self._threads = threads
         self.name = entry.name
         self.metrics = metrics
@@ -81,6 +88,8 @@ class ServedModel:
                 on_batch=self._observe_batch,
                 admitted=lambda: self._inflight,
                 on_answered=note_graph_call,
+                tracer=tracer,
+                span_attributes=self.span_attributes,
             )
 
     # -- life cycle -----------------------------------------------------------------
@@ -123,15 +132,22 @@ class ServedModel:
         }
 
     # -- admission ----------------------------------------------------------------------
+    def span(self, name: str) -> contextlib.AbstractContextManager[Span]:
+        """A span of one stage of the current request, as the current span."""
+        return tracing.stage(self.tracer, name, self.span_attributes)
+
     @contextlib.contextmanager
     def admit(self) -> Iterator[None]:
-        if not self.ready:
-            raise ModelNotReady(f"model {self.name!r} is not ready yet", retry_after=2)
-        if self._inflight >= self.max_inflight:
-            raise ServerOverloaded(
-                f"model {self.name!r} has {self._inflight} requests in flight "
-                f"(limit {self.max_inflight}); retry later"
-            )
+        # A refusal ends the span with the error (the SDK records it).
+        with self.span("admission") as span:
+            span.set_attribute(tracing.INFLIGHT, self._inflight)
+            if not self.ready:
+                raise ModelNotReady(f"model {self.name!r} is not ready yet", retry_after=2)
+            if self._inflight >= self.max_inflight:
+                raise ServerOverloaded(
+                    f"model {self.name!r} has {self._inflight} requests in flight "
+                    f"(limit {self.max_inflight}); retry later"
+                )
         self._inflight += 1
         self.metrics.inflight.labels(self.name).inc()
         try:
@@ -149,26 +165,40 @@ class ServedModel:
             await self.batcher.stop()
 
     # -- inference --------------------------------------------------------------------------
-    def _observe_batch(self, size: int, waits: list[float]) -> None:
+    def _observe_batch(self, size: int, waits: list[tuple[float, SpanContext]]) -> None:
+        """`waits`: each request's wait, and its queue span (the exemplar)."""
         self.metrics.batch_size.labels(self.name).observe(size)
-        for wait in waits:
-            self.metrics.queue_duration.labels(self.name).observe(wait)
+        for wait, queued in waits:
+            self.metrics.queue_duration.labels(self.name).observe(
+                wait, exemplar=tracing.exemplar(queued)
+            )
 
     def _run_batch_blocking(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         assert self._graph is not None
-        started = time.perf_counter()
-        outputs = self._graph.run(feeds)
-        self.metrics.inference_duration.labels(self.name).observe(time.perf_counter() - started)
+        with self.span("graph"):  # under its batch span, which has the batch's size
+            started = time.perf_counter()
+            outputs = self._graph.run(feeds)
+            self.metrics.inference_duration.labels(self.name).observe(
+                time.perf_counter() - started, exemplar=tracing.exemplar()
+            )
         return outputs
 
     def _run_one_blocking(
-        self, feeds: Mapping[str, np.ndarray], queued_at: float
+        self,
+        feeds: Mapping[str, np.ndarray],
+        queued_at: float,
+        queue: Span,
+        request: SpanContext,
     ) -> tuple[dict[str, np.ndarray], float]:
         """The outputs and the wait, returned because this thread runs outside the request's
         context, where the access log takes it."""
         waited = time.perf_counter() - queued_at
-        self._observe_batch(1, [waited])
-        return self._run_batch_blocking(feeds), waited
+        queue.set_attribute(tracing.BATCH_SIZE, 1)
+        queue.end()
+        self._observe_batch(1, [(waited, queue.get_span_context())])
+        attributes = {**self.span_attributes, tracing.BATCH_SIZE: 1, tracing.BATCH_REQUESTS: 1}
+        with tracing.batch_span(self.tracer, [request], attributes):
+            return self._run_batch_blocking(feeds), waited
 
     async def run_tensors(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run the graph on raw tensors (V2); validation happens before TensorFlow."""
@@ -179,16 +209,25 @@ class ServedModel:
                 raise InvalidInput("every input needs at least one row in its batch dimension")
             return await self.batcher.submit(feeds)
         loop = asyncio.get_running_loop()
+        request = trace.get_current_span().get_span_context()
+        queue = self.tracer.start_span("queue", attributes=self.span_attributes)
         outputs, waited = await loop.run_in_executor(
-            self._executor, self._run_one_blocking, feeds, time.perf_counter()
+            self._executor, self._run_one_blocking, feeds, time.perf_counter(), queue, request
         )
         note_graph_call(waited, 1)
         return outputs
 
     def _decode_and_prepare(self, data: bytes, options: Any) -> tuple[Image.Image, dict]:
         assert self.task is not None
-        image = decode_image(data, self._image_limits)
-        return image, self.task.preprocess(to_array(image), options)
+        with self.span("decode"):
+            image = decode_image(data, self._image_limits)
+        with self.span("preprocess"):
+            return image, self.task.preprocess(to_array(image), options)
+
+    def _postprocess(self, outputs: Mapping[str, np.ndarray], size: Any, options: Any) -> dict:
+        assert self.task is not None
+        with self.span("postprocess"):
+            return self.task.postprocess(outputs, size, options)
 
     async def infer_image(
         self, data: bytes, params: Mapping[str, str]
@@ -201,12 +240,12 @@ class ServedModel:
         options = self.task.options(params)
         loop = asyncio.get_running_loop()
         image, feeds = await loop.run_in_executor(
-            self._executor, self._decode_and_prepare, data, options
+            self._executor, tracing.in_context(self._decode_and_prepare, data, options)
         )
         outputs = await self.run_tensors(feeds)
         # Off the loop: CenterNet's NMS is pure Python, ~2.5 ms with a low score threshold.
         result = await loop.run_in_executor(
-            self._executor, self.task.postprocess, outputs, image.size, options
+            self._executor, tracing.in_context(self._postprocess, outputs, image.size, options)
         )
         return result, image
 
@@ -214,5 +253,10 @@ class ServedModel:
         assert self.task is not None
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._executor, lambda: encode_png(self.task.draw(image, result))
+            self._executor, tracing.in_context(self._render_png, image, result)
         )
+
+    def _render_png(self, image: Image.Image, result: Mapping[str, Any]) -> bytes:
+        assert self.task is not None
+        with self.span("encode"):
+            return encode_png(self.task.draw(image, result))

@@ -1,4 +1,5 @@
-"""The server's one settings object: flags, with MODELZOO_* environment equivalents."""
+"""The server's one settings object: flags, with MODELZOO_* environment equivalents, and
+tracing from the standard OTEL_* variables (modelzoo_server.tracing)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 
 from modelzoo_models.contract import AUTO, MODEL_DIR, RUNTIMES
 from modelzoo_models.saved_model import DEFAULT_SIGNATURE, is_saved_model
-from modelzoo_server import access_log
+from modelzoo_server import access_log, tracing
 from modelzoo_server.cpu import available_cpus
 
 
@@ -40,6 +41,7 @@ class Settings:
     auth_scope: str
     log_level: str
     access_log: str  # text | json | off (modelzoo_server.access_log)
+    tracing: tracing.TracingSettings | None = None  # None: off
 
 
 def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
@@ -204,6 +206,10 @@ def parse_settings(
         parser.error(f"--access-log must be one of {', '.join(access_log.MODES)}")
     if args.max_delay_ms < 0 or args.drain_seconds < 0:
         parser.error("--max-delay-ms and --drain-seconds must not be negative")
+    try:
+        traces = tracing.settings_from_env(env)
+    except ValueError as exc:
+        parser.error(str(exc))
     return Settings(
         zoo=args.zoo,
         graph=args.graph,
@@ -230,4 +236,5 @@ def parse_settings(
         auth_scope=args.auth_scope,
         log_level=args.log_level,
         access_log=args.access_log,
+        tracing=traces,
     )

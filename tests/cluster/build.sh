@@ -10,6 +10,8 @@
 #   kwok kwokctl                                                    (tests/cluster/go/kwok)
 #   helm                                                            (tests/cluster/go/helm)
 #   coredns (the real node's cluster DNS; a few plugins)            (tests/cluster/go/coredns)
+#   s3server (the tests' S3-compatible store: gofakes3, SigV4)       (tests/cluster/go/s3server)
+#   otelcol (the tests' OTLP receiver: otlp receiver + file exporter) (tests/cluster/go/otelcol)
 #
 # <key> = k8s-<K8S_VERSION>-<12 hex of sha256 over versions.env (sans comments),
 # every wrapper go.mod/go.sum/*.go, the Go version and GOOS/GOARCH>. A complete
@@ -68,7 +70,7 @@ KEY=$(cache_key)
 KEYDIR=$(cache_root)/$KEY
 BIN=$KEYDIR/bin
 STAMP=$KEYDIR/stamp
-ALL_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd kwok kwokctl helm coredns)
+ALL_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd kwok kwokctl helm coredns s3server otelcol)
 
 # ---------------------------------------------------------------- check/sync
 mod_version() { (cd "$GODIR/$1" && go list -m -f '{{.Version}}' "$2"); }
@@ -80,6 +82,9 @@ check_modules() {
     v=$(mod_version kwok sigs.k8s.io/kwok);   [ "$v" = "$KWOK_VERSION" ]  || { log "go/kwok requires kwok $v, versions.env says $KWOK_VERSION"; ok=1; }
     v=$(mod_version helm helm.sh/helm/v3);    [ "$v" = "$HELM_VERSION" ]  || { log "go/helm requires helm $v, versions.env says $HELM_VERSION"; ok=1; }
     v=$(mod_version coredns github.com/coredns/coredns); [ "$v" = "$COREDNS_VERSION" ] || { log "go/coredns requires coredns $v, versions.env says $COREDNS_VERSION"; ok=1; }
+    v=$(mod_version s3server github.com/rclone/gofakes3); [ "$v" = "$GOFAKES3_VERSION" ] || { log "go/s3server requires gofakes3 $v, versions.env says $GOFAKES3_VERSION"; ok=1; }
+    v=$(mod_version otelcol go.opentelemetry.io/collector/receiver/otlpreceiver); [ "$v" = "$OTELCOL_VERSION" ] || { log "go/otelcol requires otlpreceiver $v, versions.env says $OTELCOL_VERSION"; ok=1; }
+    v=$(mod_version otelcol github.com/open-telemetry/opentelemetry-collector-contrib/exporter/fileexporter); [ "$v" = "$OTELCOL_FILEEXPORTER_VERSION" ] || { log "go/otelcol requires fileexporter $v, versions.env says $OTELCOL_FILEEXPORTER_VERSION"; ok=1; }
     if grep -E '^\s*k8s\.io/\S+ => k8s\.io/\S+ v' "$GODIR/kube/go.mod" | grep -vq " ${STAGING_VERSION}\$"; then
         log "go/kube replaces staging modules with a version other than $STAGING_VERSION"; ok=1
     fi
@@ -111,6 +116,11 @@ sync_modules() {
     (cd "$GODIR/kwok" && go mod edit "-require=sigs.k8s.io/kwok@$KWOK_VERSION" && GOFLAGS= go mod tidy)
     (cd "$GODIR/helm" && go mod edit "-require=helm.sh/helm/v3@$HELM_VERSION" && GOFLAGS= go mod tidy)
     (cd "$GODIR/coredns" && go mod edit "-require=github.com/coredns/coredns@$COREDNS_VERSION" && GOFLAGS= go mod tidy)
+    (cd "$GODIR/s3server" && go mod edit "-require=github.com/rclone/gofakes3@$GOFAKES3_VERSION" && GOFLAGS= go mod tidy)
+    # -e: tidy also resolves the dependencies' tests, and one module only the file exporter's
+    # tests import (contrib's otlpencodingextension v0.165.1) is not on the module proxy.
+    (cd "$GODIR/otelcol" && go mod edit "-require=go.opentelemetry.io/collector/receiver/otlpreceiver@$OTELCOL_VERSION" \
+        "-require=github.com/open-telemetry/opentelemetry-collector-contrib/exporter/fileexporter@$OTELCOL_FILEEXPORTER_VERSION" && GOFLAGS= go mod tidy -e)
     check_modules
     log "modules in sync; new cache key: $(cache_key)"
 }
@@ -165,6 +175,8 @@ verify() {
     out=$("$BIN/kwok" --version);                    [[ $out == *"${KWOK_VERSION#v}"* ]] || die "kwok says '$out'"
     out=$("$BIN/helm" version --short);              [[ $out == "$HELM_VERSION"* ]] || die "helm says '$out'"
     out=$("$BIN/coredns" -version);                  [[ $out == *"CoreDNS-${COREDNS_VERSION#v}"* ]] || die "coredns says '$out'"
+    out=$("$BIN/s3server" -version);                 [[ $out == *"gofakes3 $GOFAKES3_VERSION"* ]] || die "s3server says '$out'"
+    out=$("$BIN/otelcol" --version);                 [[ $out == *"$OTELCOL_VERSION (fileexporter $OTELCOL_FILEEXPORTER_VERSION)"* ]] || die "otelcol says '$out'"
 }
 
 build_all() {
@@ -211,6 +223,12 @@ build_all() {
     fi
     if missing coredns; then
         go_build coredns "$GODIR/coredns" "-s -w" .
+    fi
+    if missing s3server; then
+        go_build s3server "$GODIR/s3server" "-s -w" .
+    fi
+    if missing otelcol; then
+        go_build otelcol "$GODIR/otelcol" "-s -w" .
     fi
     shopt -s nullglob
     for f in "$BIN.tmp"/*; do mv -f "$f" "$BIN/"; done

@@ -5,8 +5,10 @@ the same tensors."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ import pytest
 import tensorflow as tf
 import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
+from PIL import Image
 
 from tests import saved_models
 from tests.servers import RunningServer, run_server
@@ -141,3 +144,40 @@ def test_another_signature_with_a_signature_file(module_model: Path, tmp_path: P
     with run_server(args, tmp_path / "s.log") as server:
         served = _served(server, "scaled", tensors)
     _assert_close(served, _expected(module_model, "scaled", tensors))
+
+
+def test_an_image_classifier_answers_infer_as_its_signature_does(tmp_path: Path) -> None:
+    """/infer on a SavedModel classifier: a 32x32 PNG (no resize) becomes pixels * scale +
+    offset, and the scores are the signature's on that tensor."""
+    model = saved_models.keras_image_classifier(tmp_path / "classifier")
+    signature = tmp_path / "signature.json"
+    scale, offset = 1 / 127.5, -1.0
+    signature.write_text(
+        json.dumps(
+            {
+                "task": "image-classification",
+                "inputs": [{"name": "image", "dtype": "float32", "shape": [-1, 32, 32, 3]}],
+                "outputs": [{"name": "output_0", "dtype": "float32", "shape": [-1, 5]}],
+                "preprocessing": {"size": [32, 32], "scale": scale, "offset": offset},
+                "labels": ["a", "b", "c", "d", "e"],
+            }
+        )
+    )
+    rgb = np.random.default_rng(5).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    png = io.BytesIO()
+    Image.fromarray(rgb).save(png, format="PNG")
+    args = ["--graph", str(model), "--signature", str(signature), "--name", "classifier"]
+    with run_server(args, tmp_path / "s.log") as server:
+        request = urllib.request.Request(
+            f"{server.url}/infer?top_k=5", data=png.getvalue(), method="POST",
+            headers={"Content-Type": "image/png"},
+        )  # fmt: skip
+        with urllib.request.urlopen(request, timeout=60) as response:
+            predictions = json.loads(response.read())["predictions"]
+    pixels = rgb.astype(np.float32)[None] * scale + offset
+    expected = _expected(model, "serving_default", {"image": pixels})["output_0"][0]
+    got = np.zeros(5, dtype=np.float32)
+    for p in predictions:
+        got[p["class_id"]] = p["score"]
+    np.testing.assert_allclose(got, expected, rtol=0, atol=TOLERANCE)
+    assert predictions[0]["class_id"] == int(np.argmax(expected))

@@ -1,6 +1,7 @@
-"""Model pods on the real node doing what users rely on: a graph fetched from a URL and
-pinned by sha256, a token Secret rotated under a running pod, a rolling update that
-loses no request, and the gRPC service through the model's Service."""
+"""Model pods on the real node doing what users rely on: a graph fetched from a URL or
+an S3-compatible store and pinned by sha256, a token Secret rotated under a running pod,
+a rolling update that loses no request, and the gRPC service through the model's
+Service."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import tritonclient.grpc as triton_grpc
 from tests.cluster import realnode
 from tests.e2e.kube import eventually, get_json, kubectl_wait, names, wait_for_zoo
 from tests.real.calls import output, service_address, v2_body, v2_infer, wait_routed, zoo_doc
+from tests.s3_store import READER, REGION, s3_store
 from tests.servers import http_origin
 
 pytestmark = pytest.mark.real
@@ -126,6 +128,76 @@ def test_a_source_url_model_is_fetched_checked_and_served(
     print(f"wrong sha256 -> Degraded in {degraded_s:.1f}s")
 
 
+def secret_doc(namespace: str, name: str, data: dict[str, str]) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace},
+            "stringData": data,
+        }
+    )
+
+
+def test_a_source_s3_model_is_fetched_with_read_only_credentials(
+    real_cluster, chart, restricted_namespace, emotion, tmp_path
+):
+    ns = restricted_namespace
+    graph, meta = emotion
+    wrong = "not-the-reader-secret"
+    # The store listens on the host end of the veth, where the pods reach it.
+    with s3_store(real_cluster.bin, tmp_path / "s3", host=realnode.LINK_HOST) as store:
+        store.put("models", "emotion/v1/model.pb", graph)
+        for name, secret in (("model-store", READER[1]), ("stale-store", wrong)):
+            keys = {"AWS_ACCESS_KEY_ID": READER[0], "AWS_SECRET_ACCESS_KEY": secret}
+            real_cluster.kubectl("apply", "-f", "-", input=secret_doc(ns, name, keys))
+
+        def model(secret_name: str) -> dict:
+            s3 = {
+                "endpoint": store.endpoint,
+                "bucket": "models",
+                "key": "emotion/v1/model.pb",
+                "region": REGION,
+                "secretName": secret_name,
+                "pathStyle": True,
+            }
+            return {
+                "name": "feelings",
+                "source": {"s3": s3, "sha256": hashlib.sha256(graph).hexdigest()},
+                "task": "tensor",
+                "signature": meta["signature"],
+            }
+
+        good, bad = f"stored-{uuid.uuid4().hex[:6]}", f"denied-{uuid.uuid4().hex[:6]}"
+        for zoo, secret_name in ((bad, "stale-store"), (good, "model-store")):
+            doc = zoo_doc(zoo, ns, model(secret_name))
+            real_cluster.kubectl("apply", "-f", "-", input=json.dumps(doc))
+        kubectl_wait(real_cluster, ns, "condition=Degraded", f"modelzoo/{bad}", timeout=60)
+        (entry,) = get_json(real_cluster, "modelzoo", bad, "-n", ns)["status"]["models"]
+        assert "SignatureDoesNotMatch" in entry["message"], entry
+        wait_for_zoo(real_cluster, ns, good, timeout=300)
+
+    address = wait_routed(service_address(real_cluster, ns, good, "feelings", "http"))
+    code, answer = v2_infer(address, "feelings", v2_body("input", FACE))
+    assert code == 200, answer
+    name = meta["signature"]["outputs"][0]["name"]
+    expected = tensorflow_answer(graph, meta["signature"], FACE)
+    np.testing.assert_allclose(output(answer, name), expected, rtol=1e-5, atol=1e-6)
+    # The credentials reach the init container only, by reference, and nothing shows them.
+    (pod,) = get_json(real_cluster, "pods", "-n", ns, "-l", f"modelzoo.dev/zoo={good}")["items"]
+    (server,) = pod["spec"]["containers"]
+    assert not any(e["name"].startswith("AWS_") for e in server.get("env", []))
+    shown = json.dumps(
+        [
+            pod,
+            get_json(real_cluster, "modelzoo", good, "-n", ns),
+            get_json(real_cluster, "modelzoo", bad, "-n", ns),
+            get_json(real_cluster, "events", "-n", ns),
+        ]
+    )
+    assert READER[1] not in shown and wrong not in shown
+
+
 def test_a_rotated_token_secret_takes_effect_in_a_running_pod(
     real_cluster, chart, restricted_namespace
 ):
@@ -133,14 +205,7 @@ def test_a_rotated_token_secret_takes_effect_in_a_running_pod(
     old, new = f"old-{uuid.uuid4().hex}", f"new-{uuid.uuid4().hex}"
 
     def secret(token: str) -> str:
-        return json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "model-tokens", "namespace": ns},
-                "stringData": {"tokens": f"{token}\n"},
-            }
-        )
+        return secret_doc(ns, "model-tokens", {"tokens": f"{token}\n"})
 
     real_cluster.kubectl("apply", "-f", "-", input=secret(old))
     zoo = f"locked-{uuid.uuid4().hex[:6]}"

@@ -15,13 +15,15 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.samples import SAMPLES, SHA
+from modelzoo_operator.spec import parse_zoo
+from tests.samples import CATALOG, SAMPLES, SHA
 
 pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[2]
 CRD_FILE = ROOT / "crds" / "modelzoo.yaml"
 CHART_CRD_FILE = ROOT / "charts" / "modelzoo" / "crds" / "modelzoo.yaml"
 EXAMPLE = ROOT / "docs" / "examples" / "modelzoo.yaml"
+S3_EXAMPLE = ROOT / "docs" / "examples" / "modelzoo-s3.yaml"
 
 
 @pytest.fixture(scope="module")
@@ -160,8 +162,9 @@ def test_cel_rules_cover_what_openapi_cannot(version):
     rules = [r["rule"] for r in item["x-kubernetes-validations"]]
     assert "has(self.zoo) != has(self.source)" in rules
     source_rules = [r["rule"] for r in item["properties"]["source"]["x-kubernetes-validations"]]
-    assert "has(self.url) != has(self.pvc)" in source_rules
-    assert "!has(self.url) || has(self.sha256)" in source_rules
+    one = "(has(self.url) ? 1 : 0) + (has(self.pvc) ? 1 : 0) + (has(self.s3) ? 1 : 0) == 1"
+    assert one in source_rules
+    assert "!(has(self.url) || has(self.s3)) || has(self.sha256)" in source_rules
     scaling = item["properties"]["autoscaling"]["x-kubernetes-validations"]
     assert scaling[0]["rule"] == "self.minReplicas <= self.maxReplicas"
     for rule in root["x-kubernetes-validations"] + item["x-kubernetes-validations"]:
@@ -171,6 +174,12 @@ def test_cel_rules_cover_what_openapi_cannot(version):
 def test_the_samples_and_the_example_are_valid(validator):
     assert errors(validator, zoo(*SAMPLES.values())) == []
     assert errors(validator, yaml.safe_load(EXAMPLE.read_text())) == []
+    secret, s3_zoo = yaml.safe_load_all(S3_EXAMPLE.read_text())
+    assert errors(validator, s3_zoo) == []
+    assert parse_zoo(s3_zoo, CATALOG).problems == {}
+    s3 = s3_zoo["spec"]["models"][0]["source"]["s3"]
+    assert secret["kind"] == "Secret" and secret["metadata"]["name"] == s3["secretName"]
+    assert set(secret["stringData"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 
 
 @pytest.mark.parametrize(
@@ -184,6 +193,11 @@ def test_the_samples_and_the_example_are_valid(validator):
         ({"name": "x", "source": {"url": "ftp://h/m.pb", "sha256": SHA}}, "url"),
         ({"name": "x", "source": {"url": "https://h/m.pb", "sha256": "nothex"}}, "sha256"),
         ({"name": "x", "source": {"pvc": {"claimName": "c"}}}, "pvc"),
+        (
+            {"name": "x", "source": {"s3": {"endpoint": "s3.example", "bucket": "b", "key": "k"}}},
+            "endpoint",
+        ),
+        ({"name": "x", "source": {"s3": {"endpoint": "https://s3.example", "key": "k"}}}, "bucket"),
         ({"name": "x", "zoo": "mtcnn", "batching": {"maxBatchSize": 0}}, "maxBatchSize"),
         ({"name": "x", "zoo": "mtcnn", "batching": {"maxDelayMs": 5000}}, "maxDelayMs"),
         ({"name": "x", "zoo": "mtcnn", "autoscaling": {"minReplicas": 1}}, "maxReplicas"),

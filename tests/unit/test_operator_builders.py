@@ -10,7 +10,8 @@ import pytest
 from modelzoo_models.contract import Preprocessing
 from modelzoo_operator import builders
 from modelzoo_operator.settings import Settings
-from modelzoo_operator.spec import parse_zoo
+from modelzoo_operator.spec import ZooEntryNames, parse_zoo
+from modelzoo_server.fetch import argument_parser
 from modelzoo_server.model_entry import from_files
 from modelzoo_server.settings import parse_settings
 from tests.samples import CATALOG, SAMPLES, built, zoo_body
@@ -382,3 +383,49 @@ def test_startup_probe_threshold_rounds_up():
     manifests = built(SAMPLES["zoo-cpu"], settings=Settings(startup_seconds=601))
     startup = server(manifests)["startupProbe"]
     assert startup["failureThreshold"] == math.ceil(601 / startup["periodSeconds"])
+
+
+def test_an_s3_model_gets_its_credentials_in_the_init_container_only():
+    (deployment,) = [m for m in built(SAMPLES["s3-private-store"]) if m["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    (fetch,) = pod["initContainers"]
+    args = fetch["args"]
+    assert args[: args.index("--sha256")] == [
+        "--s3-endpoint", "https://store.storage.svc:9000", "--s3-bucket", "models",
+        "--s3-key", "resnet/v2/model.pb", "--s3-region", "us-east-1", "--s3-path-style",
+    ]  # fmt: skip
+    env = {e["name"]: e for e in fetch["env"]}
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "model-store", "key": name}
+    assert env["MODELZOO_S3_CA_BUNDLE"]["value"].startswith("-----BEGIN CERTIFICATE-----")
+    (server,) = pod["containers"]
+    assert not any(e["name"].startswith("AWS_") for e in server.get("env", []))
+    assert "--graph" in server["args"] and "/models/model.pb" in server["args"]
+    # The fetch CLI takes exactly these flags.
+    parsed = argument_parser().parse_args(args)
+    assert parsed.s3_path_style and parsed.s3_key == "resnet/v2/model.pb"
+
+
+def test_an_anonymous_s3_model_gets_no_secret():
+    model = copy.deepcopy(SAMPLES["s3-private-store"])
+    del model["source"]["s3"]["secretName"], model["source"]["s3"]["caBundle"]
+    (deployment,) = [m for m in built(model) if m["kind"] == "Deployment"]
+    (fetch,) = deployment["spec"]["template"]["spec"]["initContainers"]
+    assert [e["name"] for e in fetch["env"]] == ["HOME"]
+
+
+def test_a_cpu_zoo_entry_on_litert_asks_for_less_memory_by_default():
+    entries = ZooEntryNames(frozenset({"mobilenet", "mtcnn"}), "test", frozenset({"mobilenet"}))
+
+    def requests(model: dict) -> dict:
+        zoo = parse_zoo(zoo_body(model), entries)
+        return builders.resources(zoo.models[0], Settings())["requests"]
+
+    base = {"name": "m", "replicas": 1, "gpu": 0}
+    assert requests({**base, "zoo": "mobilenet"}) == builders.LITERT_REQUESTS
+    assert requests({**base, "zoo": "mtcnn"}) == builders.DEFAULT_REQUESTS  # no .tflite
+    on_tf = {**base, "zoo": "mobilenet", "runtime": "tensorflow"}
+    assert requests(on_tf) == builders.DEFAULT_REQUESTS
+    assert requests({**base, "zoo": "mobilenet", "gpu": 1}) == builders.DEFAULT_REQUESTS
+    own = {**base, "zoo": "mobilenet", "resources": {"requests": {"memory": "3Gi"}}}
+    assert requests(own) == {"memory": "3Gi"}

@@ -132,3 +132,41 @@ def test_runtime_is_checked_against_the_gpu():
         "runtime must be one of" in problems({**SAMPLES["zoo-cpu"], "runtime": "onnx"})["classify"]
     )
     assert problems({**SAMPLES["zoo-cpu"], "runtime": "litert"}) == {}
+
+
+@pytest.mark.parametrize(
+    ("s3", "why"),
+    [
+        ({"endpoint": "store:9000", "bucket": "b", "key": "k"}, "endpoint must be http(s)"),
+        ({"endpoint": "https://store", "bucket": "", "key": "k"}, "needs bucket and key"),
+        ({"endpoint": "https://store", "bucket": "b", "key": "k", "secretName": "A_B"}, "Secret"),
+        ({"endpoint": "https://store", "bucket": "b", "key": "k", "caBundle": "x"}, "PEM"),
+    ],
+)
+def test_s3_sources_are_checked(s3, why):
+    model = {**SAMPLES["s3-private-store"], "source": {"s3": s3, "sha256": "a" * 64}}
+    assert why in problems(model)["stored"]
+    unpinned = {**SAMPLES["s3-private-store"], "source": {"s3": s3 | {"bucket": "b"}}}
+    assert "needs source.sha256" in problems(unpinned)["stored"]
+
+
+def test_which_entries_run_on_litert_comes_from_the_catalog(tmp_path):
+    catalog = tmp_path / "catalog.json"
+    tflite = {"file": "m.tflite", "format": "tflite", "sha256": "b" * 64}
+    graph = {"file": "m.pb", "format": "graphdef", "sha256": "a" * 64}
+    catalog.write_text(
+        json.dumps(
+            {
+                "models": [
+                    {"name": "mobilenet", "artifacts": [graph, tflite]},
+                    {"name": "mtcnn", "artifacts": [graph]},
+                ]
+            }
+        )
+    )
+    found = load_zoo_entry_names(str(catalog))
+    assert found.names == {"mobilenet", "mtcnn"} and found.litert == {"mobilenet"}
+    named = load_zoo_entry_names(str(catalog), ["mobilenet"])
+    assert named.names == {"mobilenet"} and named.litert == {"mobilenet"}
+    unknown = load_zoo_entry_names(str(tmp_path / "missing.json"), ["mtcnn"])
+    assert unknown.names == {"mtcnn"} and unknown.litert == frozenset()

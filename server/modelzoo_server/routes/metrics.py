@@ -1,9 +1,10 @@
-"""GET /metrics: Prometheus text format."""
+"""GET /metrics: Prometheus text format, or OpenMetrics (which carries the latency
+histograms' exemplars, the trace ids) for a scraper whose Accept header asks for it."""
 
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.exposition import choose_encoder
 
 from modelzoo_server.appkeys import METRICS
 from modelzoo_server.routes.access import Access, access
@@ -14,5 +15,6 @@ routes = web.RouteTableDef()
 @routes.get("/metrics")
 @access(Access.METADATA)
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[METRICS].registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    encode, content_type = choose_encoder(request.headers.get("Accept", ""))
+    body = encode(request.app[METRICS].registry)
+    return web.Response(body=body, headers={"Content-Type": content_type})

@@ -76,11 +76,12 @@ async def infer(request: web.Request) -> web.Response:
         if want_png:
             png = await model.render_png(image, result)
             return web.Response(body=png, content_type="image/png")
-    return web.json_response(
-        {
-            "model": model.name,
-            "task": model.entry.task,
-            "image": {"width": image.width, "height": image.height},
-            **result,
-        }
-    )
+    with model.span("encode"):
+        return web.json_response(
+            {
+                "model": model.name,
+                "task": model.entry.task,
+                "image": {"width": image.width, "height": image.height},
+                **result,
+            }
+        )

@@ -92,7 +92,9 @@ async def infer(request: web.Request) -> web.Response:
         raise InvalidInput(f"{HEADER_LENGTH} must be an integer") from exc
     with model.admit():
         body = await request.read()
-        infer_request = parse_infer_request(body, header_length)
+        with model.span("decode"):
+            infer_request = parse_infer_request(body, header_length)
         results = await model.run_tensors(infer_request.inputs)
-    payload, headers = encode_infer_response(model.name, infer_request, results)
+    with model.span("encode"):
+        payload, headers = encode_infer_response(model.name, infer_request, results)
     return web.Response(body=payload, headers=headers)
