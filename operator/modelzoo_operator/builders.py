@@ -258,10 +258,15 @@ def _probe(model: ModelSpec, path: str, period: int, timeout: int, failures: int
 
 
 def _probes(model: ModelSpec, settings: Settings) -> dict[str, Any]:
-    # The startup probe waits out loading and warm-up; the other two take over after it.
-    startup_failures = max(1, math.ceil(settings.startup_seconds / 5))
+    # The startup probe waits out loading and warm-up; the other two take over after it
+    # (the kubelet runs the readiness probe as soon as it succeeds). It asks every second:
+    # a LiteRT server is ready about a second after it starts, and a 5 s period made it
+    # wait 5 s more for its endpoints (measured on the real node; a refused connection
+    # costs the pod nothing while it loads).
+    startup_period = 1
+    startup_failures = max(1, math.ceil(settings.startup_seconds / startup_period))
     return {
-        "startupProbe": _probe(model, "/v2/health/live", 5, 2, startup_failures),
+        "startupProbe": _probe(model, "/v2/health/live", startup_period, 1, startup_failures),
         "readinessProbe": _probe(model, "/v2/health/ready", 5, 2, 3),
         "livenessProbe": _probe(model, "/v2/health/live", 10, 3, 3),
     }
