@@ -32,7 +32,7 @@ from modelzoo_operator.spec import (
     child_name,
     parse_zoo,
 )
-from modelzoo_operator.status import same_status, zoo_status
+from modelzoo_operator.status import PHASE_READY, model_phase, same_status, zoo_status
 
 log = logging.getLogger("modelzoo.operator")
 # Refusals that retrying cannot fix: they end in the Degraded condition, not in a retry loop.
@@ -123,7 +123,10 @@ class Reconciler:
         else:
             failures = known[2]
         deployments = await asyncio.to_thread(self._deployments, zoo)
-        pods = await asyncio.to_thread(self._pod_failures, zoo)
+        # Pod failures only matter for a model that is not ready: a zoo whose models all
+        # are (most passes) costs no pod listing.
+        waiting = any(model_phase(m, deployments.get(m.name))[0] != PHASE_READY for m in zoo.models)
+        pods = await asyncio.to_thread(self._pod_failures, zoo) if waiting else {}
         previous = body.get("status") or {}
         stamp = now()
         status = zoo_status(zoo, deployments, failures, self.settings, previous, stamp, pods)

@@ -57,6 +57,14 @@ def deployment_phase(
     return PHASE_PROGRESSING, f"{ready}/{desired} replicas ready", desired, ready
 
 
+def model_phase(
+    model: ModelSpec, deployment: Mapping[str, Any] | None
+) -> tuple[str, str, int, int]:
+    """`deployment_phase` with the model's autoscaling floor."""
+    floor = model.autoscaling.min_replicas if model.autoscaling else 0
+    return deployment_phase(deployment, floor)
+
+
 def _condition(
     kind: str,
     true: bool,
@@ -93,8 +101,7 @@ def _model_entry(
     if failure or model is None:
         entry.update(phase=PHASE_FAILED, message=failure or "cannot be served")
         return entry
-    floor = model.autoscaling.min_replicas if model.autoscaling else 0
-    phase, message, desired, ready = deployment_phase(deployment, floor)
+    phase, message, desired, ready = model_phase(model, deployment)
     if deployment is None:
         desired = model.min_replicas
     if phase != PHASE_READY and pod_failure:
