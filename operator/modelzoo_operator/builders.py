@@ -8,6 +8,7 @@ it with the zoo (no finalizers).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import math
@@ -496,29 +497,34 @@ def horizontal_pod_autoscaler(zoo: ZooSpec, model: ModelSpec) -> Manifest | None
     if scaling is None:
         return None
     name = child_name(zoo.name, model.name)
+    spec: dict[str, Any] = {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+        "minReplicas": scaling.min_replicas,
+        "maxReplicas": scaling.max_replicas,
+        # A per-pod custom metric: needs prometheus-adapter (or another custom
+        # metrics API) serving modelzoo_inflight_requests from the pods' /metrics.
+        "metrics": [
+            {
+                "type": "Pods",
+                "pods": {
+                    "metric": {"name": INFLIGHT_METRIC},
+                    "target": {
+                        "type": "AverageValue",
+                        "averageValue": str(scaling.target_inflight),
+                    },
+                },
+            }
+        ],
+    }
+    if scaling.behavior:
+        # Verbatim; without it the key stays out, so the HPA's defaults apply (and a
+        # behavior removed from the spec is removed from the HPA by the next apply).
+        spec["behavior"] = copy.deepcopy(dict(scaling.behavior))
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",
         "metadata": _metadata(zoo, model, name),
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "minReplicas": scaling.min_replicas,
-            "maxReplicas": scaling.max_replicas,
-            # A per-pod custom metric: needs prometheus-adapter (or another custom
-            # metrics API) serving modelzoo_inflight_requests from the pods' /metrics.
-            "metrics": [
-                {
-                    "type": "Pods",
-                    "pods": {
-                        "metric": {"name": INFLIGHT_METRIC},
-                        "target": {
-                            "type": "AverageValue",
-                            "averageValue": str(scaling.target_inflight),
-                        },
-                    },
-                }
-            ],
-        },
+        "spec": spec,
     }
 
 

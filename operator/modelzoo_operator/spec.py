@@ -10,6 +10,7 @@ not stop the others: it is reported per model.
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,16 @@ DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 AUTH_SCOPES = ("inference", "all")
+# autoscaling.behavior: the bounds of the CRD, which are those of autoscaling/v2's
+# HorizontalPodAutoscalerBehavior (an HPA outside them is refused when applied).
+SCALE_DIRECTIONS = ("scaleUp", "scaleDown")
+SCALING_RULES = ("stabilizationWindowSeconds", "selectPolicy", "policies")
+SCALING_POLICY = ("type", "value", "periodSeconds")
+SELECT_POLICIES = ("Max", "Min", "Disabled")
+POLICY_TYPES = ("Pods", "Percent")
+MAX_STABILIZATION_SECONDS = 3600
+MAX_PERIOD_SECONDS = 1800
+MAX_POLICIES = 10
 # The longest suffix added to `<zoo>-<model>` for a child's name ("-signature").
 _SUFFIX = len("-signature")
 
@@ -89,6 +100,9 @@ class Autoscaling:
     min_replicas: int
     max_replicas: int
     target_inflight: int
+    # The HPA's spec.behavior as the spec gives it (camelCase keys), checked against the
+    # CRD's bounds; None leaves the HPA's defaults. Read-only, like `resources`.
+    behavior: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -287,6 +301,66 @@ def _record(
         raise SpecError(str(exc)) from None
 
 
+def _integer(value: Any, where: str, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SpecError(f"{where} must be an integer, not {value!r}")
+    if value < low or (high is not None and value > high):
+        bounds = f"from {low} to {high}" if high is not None else f"at least {low}"
+        raise SpecError(f"{where} must be {bounds}, not {value}")
+
+
+def _one_of(value: Any, where: str, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise SpecError(f"{where} must be one of {', '.join(allowed)}, not {value!r}")
+
+
+def _fields(raw: Any, where: str, known: Sequence[str]) -> Mapping[str, Any]:
+    """`raw` as an object with only `known` fields: the HPA refuses any other."""
+    if not isinstance(raw, Mapping):
+        raise SpecError(f"{where} must be an object, not {raw!r}")
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise SpecError(f"{where} has unknown field {unknown[0]!r} (known: {', '.join(known)})")
+    return raw
+
+
+def _scaling_policy(raw: Any, where: str) -> None:
+    policy = _fields(raw, where, SCALING_POLICY)
+    missing = [key for key in SCALING_POLICY if key not in policy]
+    if missing:
+        raise SpecError(f"{where} needs {', '.join(missing)}")
+    _one_of(policy["type"], f"{where}.type", POLICY_TYPES)
+    _integer(policy["value"], f"{where}.value", 1)
+    _integer(policy["periodSeconds"], f"{where}.periodSeconds", 1, MAX_PERIOD_SECONDS)
+
+
+def _scaling_rules(raw: Any, where: str) -> None:
+    rules = _fields(raw, where, SCALING_RULES)
+    if "stabilizationWindowSeconds" in rules:
+        window = rules["stabilizationWindowSeconds"]
+        _integer(window, f"{where}.stabilizationWindowSeconds", 0, MAX_STABILIZATION_SECONDS)
+    if "selectPolicy" in rules:
+        _one_of(rules["selectPolicy"], f"{where}.selectPolicy", SELECT_POLICIES)
+    if "policies" in rules:
+        policies = rules["policies"]
+        # An empty list is not "the defaults" to the HPA: it refuses it.
+        if not isinstance(policies, list) or not 1 <= len(policies) <= MAX_POLICIES:
+            raise SpecError(f"{where}.policies must list 1 to {MAX_POLICIES} policies")
+        for i, policy in enumerate(policies):
+            _scaling_policy(policy, f"{where}.policies[{i}]")
+
+
+def _behavior(raw: Any) -> Mapping[str, Any] | None:
+    """autoscaling.behavior, checked as the CRD checks it: the parser also runs on zoos
+    that never met the API server's validation (tests, older CRDs)."""
+    if not raw:
+        return None
+    behavior = _fields(raw, "autoscaling.behavior", SCALE_DIRECTIONS)
+    for direction, rules in behavior.items():
+        _scaling_rules(rules, f"autoscaling.behavior.{direction}")
+    return copy.deepcopy(dict(behavior))  # the zoo's body stays the caller's
+
+
 def _autoscaling(raw: Mapping[str, Any] | None) -> Autoscaling | None:
     if not raw:
         return None
@@ -294,6 +368,7 @@ def _autoscaling(raw: Mapping[str, Any] | None) -> Autoscaling | None:
         min_replicas=int(raw.get("minReplicas", 1)),
         max_replicas=int(raw["maxReplicas"]),
         target_inflight=int(raw.get("targetInflight", 4)),
+        behavior=_behavior(raw.get("behavior")),
     )
     if scaling.min_replicas > scaling.max_replicas:
         raise SpecError("autoscaling.minReplicas is larger than maxReplicas")

@@ -182,6 +182,53 @@ def test_the_samples_and_the_example_are_valid(validator):
     assert set(secret["stringData"]) == {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}
 
 
+BEHAVIOR = {
+    "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max"},
+    "scaleDown": {
+        "stabilizationWindowSeconds": 30,
+        "policies": [{"type": "Pods", "value": 1, "periodSeconds": 15}],
+    },
+}
+
+
+def scaled(behavior: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": "x",
+        "zoo": "mtcnn",
+        "autoscaling": {"maxReplicas": 3, "targetInflight": 2, "behavior": behavior},
+    }
+
+
+def test_autoscaling_behavior_is_accepted_by_the_schema_and_the_parser(validator):
+    assert errors(validator, zoo(scaled(BEHAVIOR))) == []
+    assert parse_zoo(zoo(scaled(BEHAVIOR)), CATALOG).problems == {}
+
+
+@pytest.mark.parametrize(
+    ("rules", "where"),
+    [
+        ({"selectPolicy": "Fastest"}, "selectPolicy"),
+        ({"stabilizationWindowSeconds": 3601}, "stabilizationWindowSeconds"),
+        ({"stabilizationWindowSeconds": -1}, "stabilizationWindowSeconds"),
+        ({"policies": []}, "policies"),
+        ({"policies": [{"type": "Pods", "value": 1, "periodSeconds": 15}] * 11}, "policies"),
+        ({"policies": [{"type": "Nodes", "value": 1, "periodSeconds": 15}]}, "type"),
+        ({"policies": [{"type": "Pods", "value": 0, "periodSeconds": 15}]}, "value"),
+        ({"policies": [{"type": "Pods", "value": 1, "periodSeconds": 1801}]}, "periodSeconds"),
+        ({"policies": [{"type": "Pods", "value": 1}]}, "periodSeconds"),
+        ({"tolerance": 0.1}, "tolerance"),
+    ],
+)
+def test_bad_autoscaling_behavior_is_refused_by_the_schema_and_the_parser(validator, rules, where):
+    """The parser checks what the schema checks: a zoo that never met the API server's
+    validation gets the same answer."""
+    body = zoo(scaled({"scaleDown": rules}))
+    found = errors(validator, body)
+    assert any(where in e for e in found), found
+    (problem,) = parse_zoo(body, CATALOG).problems.values()
+    assert "autoscaling.behavior.scaleDown" in problem and where in problem, problem
+
+
 @pytest.mark.parametrize(
     ("model", "where"),
     [

@@ -322,6 +322,27 @@ def test_autoscaling_builds_an_hpa_on_inflight_requests_and_leaves_replicas_to_i
     assert by_kind(built(SAMPLES["zoo-cpu"]))["Deployment"]["spec"]["replicas"] == 2
 
 
+def test_hpa_behavior_is_passed_through_verbatim_and_left_out_without_it():
+    behavior = {
+        "scaleUp": {"stabilizationWindowSeconds": 0},
+        "scaleDown": {
+            "stabilizationWindowSeconds": 30,
+            "selectPolicy": "Min",
+            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 15}],
+        },
+    }
+    sample = copy.deepcopy(SAMPLES["url-batching-autoscaling"])
+    sample["autoscaling"]["behavior"] = behavior
+    zoo = parse_zoo(zoo_body(sample), CATALOG)
+    (model,) = zoo.models
+    hpa = builders.horizontal_pod_autoscaler(zoo, model)["spec"]
+    assert hpa["behavior"] == behavior
+    hpa["behavior"]["scaleDown"]["policies"].clear()
+    assert model.autoscaling.behavior == behavior, "the manifest does not share the spec's"
+    plain = by_kind(built(SAMPLES["url-batching-autoscaling"]))["HorizontalPodAutoscaler"]
+    assert "behavior" not in plain["spec"], "the HPA's own defaults apply"
+
+
 # ------------------------------------------------------------------ ownership, names, purity
 @pytest.mark.parametrize("sample", sorted(SAMPLES))
 def test_every_child_is_owned_labelled_and_named_after_zoo_and_model(sample):

@@ -78,6 +78,106 @@ def test_source_models_that_cannot_work(change, words):
     assert words in found.get("custom", ""), found
 
 
+# ------------------------------------------------------------------ autoscaling.behavior
+BEHAVIOR = {
+    "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max"},
+    "scaleDown": {
+        "stabilizationWindowSeconds": 30,
+        "policies": [
+            {"type": "Pods", "value": 1, "periodSeconds": 15},
+            {"type": "Percent", "value": 50, "periodSeconds": 60},
+        ],
+    },
+}
+POLICY = {"type": "Pods", "value": 1, "periodSeconds": 15}
+DOWN = "autoscaling.behavior.scaleDown"
+
+
+def with_behavior(behavior: object) -> dict:
+    model = copy.deepcopy(SAMPLES["url-batching-autoscaling"])
+    model["autoscaling"]["behavior"] = behavior
+    return model
+
+
+def test_autoscaling_behavior_is_kept_as_given_and_absent_without_it():
+    body = zoo_body(with_behavior(BEHAVIOR))
+    (model,) = parse_zoo(body, CATALOG).models
+    assert model.autoscaling.behavior == BEHAVIOR
+    body["spec"]["models"][0]["autoscaling"]["behavior"]["scaleUp"]["selectPolicy"] = "Min"
+    assert model.autoscaling.behavior == BEHAVIOR, "a copy, not the caller's body"
+    (model,) = parse_zoo(zoo_body(SAMPLES["url-batching-autoscaling"]), CATALOG).models
+    assert model.autoscaling.behavior is None
+
+
+def test_autoscaling_behavior_accepts_the_crds_limits():
+    edge = {"stabilizationWindowSeconds": 3600, "policies": [{**POLICY, "periodSeconds": 1800}]}
+    limits = {
+        "scaleUp": {"selectPolicy": "Disabled"},
+        "scaleDown": {**edge, "policies": [POLICY] * 10},
+    }
+    assert problems(with_behavior(limits)) == {}
+    assert problems(with_behavior({"scaleDown": edge})) == {}
+
+
+@pytest.mark.parametrize(
+    ("behavior", "message"),
+    [
+        (
+            {"scaleDown": {"stabilizationWindowSeconds": 3601}},
+            f"{DOWN}.stabilizationWindowSeconds must be from 0 to 3600, not 3601",
+        ),
+        (
+            {"scaleUp": {"stabilizationWindowSeconds": -1}},
+            "autoscaling.behavior.scaleUp.stabilizationWindowSeconds must be from 0 to 3600, "
+            "not -1",
+        ),
+        (
+            {"scaleDown": {"stabilizationWindowSeconds": "30s"}},
+            f"{DOWN}.stabilizationWindowSeconds must be an integer, not '30s'",
+        ),
+        (
+            {"scaleUp": {"selectPolicy": "Fastest"}},
+            "autoscaling.behavior.scaleUp.selectPolicy must be one of Max, Min, Disabled, "
+            "not 'Fastest'",
+        ),
+        ({"scaleDown": {"policies": []}}, f"{DOWN}.policies must list 1 to 10 policies"),
+        ({"scaleDown": {"policies": [POLICY] * 11}}, f"{DOWN}.policies must list 1 to 10 policies"),
+        (
+            {"scaleDown": {"policies": [{**POLICY, "type": "Nodes"}]}},
+            f"{DOWN}.policies[0].type must be one of Pods, Percent, not 'Nodes'",
+        ),
+        (
+            {"scaleDown": {"policies": [POLICY, {**POLICY, "value": 0}]}},
+            f"{DOWN}.policies[1].value must be at least 1, not 0",
+        ),
+        (
+            {"scaleDown": {"policies": [{**POLICY, "periodSeconds": 0}]}},
+            f"{DOWN}.policies[0].periodSeconds must be from 1 to 1800, not 0",
+        ),
+        (
+            {"scaleDown": {"policies": [{**POLICY, "periodSeconds": 1801}]}},
+            f"{DOWN}.policies[0].periodSeconds must be from 1 to 1800, not 1801",
+        ),
+        (
+            {"scaleDown": {"policies": [{"type": "Pods", "value": 1}]}},
+            f"{DOWN}.policies[0] needs periodSeconds",
+        ),
+        (
+            {"scaleSideways": {}},
+            "autoscaling.behavior has unknown field 'scaleSideways' (known: scaleUp, scaleDown)",
+        ),
+        (
+            {"scaleDown": {"tolerance": 0.1}},
+            f"{DOWN} has unknown field 'tolerance' "
+            "(known: stabilizationWindowSeconds, selectPolicy, policies)",
+        ),
+        ({"scaleDown": 30}, f"{DOWN} must be an object, not 30"),
+    ],
+)
+def test_autoscaling_behavior_outside_the_crds_bounds_is_refused(behavior, message):
+    assert problems(with_behavior(behavior)) == {"custom": message}
+
+
 def test_zoo_entries_bring_their_own_signature():
     found = problems({"name": "faces", "zoo": "mtcnn", "signature": SIGNATURE})
     assert "carries its own" in found["faces"]
