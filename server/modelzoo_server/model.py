@@ -72,6 +72,9 @@ class ServedModel:
         self._executor = executor
         self.max_inflight = max_inflight
         metrics.max_inflight.labels(self.name).set(max_inflight)
+        # Exported as 0 from the start: an autoscaler reading it finds an idle pod, not a
+        # missing metric (which an HPA cannot act on).
+        metrics.inflight.labels(self.name).set(0)
         self._inflight = 0
         self._image_limits = image_limits
         self._feed_limits = feed_limits

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import aiohttp
 import pytest
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from modelzoo_server.__main__ import build_model
+from modelzoo_server.metrics import Metrics
+from modelzoo_server.settings import Settings
 from tests import photos
 
 pytestmark = pytest.mark.integration
@@ -51,6 +57,16 @@ async def test_metrics_move_after_a_request(mtcnn_client, mtcnn_settings) -> Non
         dict(k[1])["le"] for k in after if k[0] == "modelzoo_request_duration_seconds_bucket"
     }
     assert {"0.0001", "0.001", "10.0"} <= buckets  # below a millisecond, for LiteRT
+
+
+def test_a_model_no_request_reached_exports_zero_in_flight(
+    mtcnn_settings: Settings, executor: ThreadPoolExecutor
+) -> None:
+    """An autoscaler reading a new pod's gauge finds it idle, not missing (an HPA cannot
+    act on a missing metric)."""
+    registry = CollectorRegistry()
+    build_model(mtcnn_settings, Metrics(registry), executor)
+    assert registry.get_sample_value("modelzoo_inflight_requests", {"model": "mtcnn"}) == 0
 
 
 async def test_errors_are_counted_by_code(mtcnn_client) -> None:
