@@ -55,7 +55,7 @@ test-unit: venv ## only the unit tests
 test-cluster: venv cluster-bins promtool ## helm, promtool and the Kubernetes OpenAPI document, no running cluster
 	$(call pytest,-m cluster)
 
-test-real: venv models cluster-bins image node-packages ## pods that really run: the chart and a model on the real node
+test-real: venv models promtool cluster-bins image node-packages ## pods that really run: the chart and models on the real node, scraped and autoscaled
 	$(call pytest,-m real tests/real)
 
 test-integration: venv models ## the real server on loopback

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.operator_process import run_operator
-from tests.prometheus_process import Prometheus, run_prometheus
+from tests.prometheus_process import Prometheus, run_prometheus, static_jobs
 from tests.servers import free_port, run_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,5 +89,5 @@ def observed(cluster, namespace: str, zoo_dir: Path, workdir: Path) -> Iterator[
             "modelzoo-server": server.url.removeprefix("http://"),
             "modelzoo-operator": f"127.0.0.1:{metrics_port}",
         }
-        with run_prometheus(targets, workdir / "prometheus") as prometheus:
+        with run_prometheus(static_jobs(targets), workdir / "prometheus") as prometheus:
             yield Stack(server.url, prometheus)

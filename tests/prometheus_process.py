@@ -1,5 +1,5 @@
 """Debian's real Prometheus (`make promtool` installs it) on a loopback port, scraping
-static targets every second, and its HTTP query API."""
+every second (static targets, or the scrape configs given), and its HTTP query API."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import subprocess
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,19 +47,27 @@ class Prometheus:
         return self._get(f"/api/v1/label/{label}/values", **{"match[]": match})
 
 
+def static_jobs(targets: Mapping[str, str]) -> list[dict]:
+    """Scrape configs for `targets` (job name → host:port, /metrics)."""
+    return [
+        {"job_name": job, "static_configs": [{"targets": [address]}]}
+        for job, address in targets.items()
+    ]
+
+
 @contextlib.contextmanager
-def run_prometheus(targets: Mapping[str, str], workdir: Path) -> Iterator[Prometheus]:
-    """Prometheus scraping `targets` (job name → host:port, /metrics) with its data in
-    `workdir`, stopped on exit. Raises FileNotFoundError(MISSING) when it is not installed."""
-    if not PROMETHEUS.exists():
-        raise FileNotFoundError(MISSING)
+def run_prometheus(
+    scrape_configs: Sequence[dict], workdir: Path, binary: Path = PROMETHEUS
+) -> Iterator[Prometheus]:
+    """Prometheus (Debian's, unless another `binary`) with these scrape configs and its data
+    in `workdir`, stopped on exit. Raises FileNotFoundError(MISSING) when Debian's is not
+    installed."""
+    if not binary.exists():
+        raise FileNotFoundError(MISSING if binary == PROMETHEUS else f"{binary} is missing")
     workdir.mkdir(parents=True, exist_ok=True)
     config = {
         "global": {"scrape_interval": SCRAPE_INTERVAL, "evaluation_interval": SCRAPE_INTERVAL},
-        "scrape_configs": [
-            {"job_name": job, "static_configs": [{"targets": [address]}]}
-            for job, address in targets.items()
-        ],
+        "scrape_configs": list(scrape_configs),
     }
     (workdir / "prometheus.yml").write_text(yaml.safe_dump(config))
     address = f"127.0.0.1:{free_port()}"
@@ -67,7 +75,7 @@ def run_prometheus(targets: Mapping[str, str], workdir: Path) -> Iterator[Promet
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [
-                str(PROMETHEUS),
+                str(binary),
                 f"--config.file={workdir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={workdir / 'data'}",
                 f"--web.listen-address={address}",

@@ -12,6 +12,8 @@
 #   coredns (the real node's cluster DNS; a few plugins)            (tests/cluster/go/coredns)
 #   s3server (the tests' S3-compatible store: gofakes3, SigV4)       (tests/cluster/go/s3server)
 #   otelcol (the tests' OTLP receiver: otlp receiver + file exporter) (tests/cluster/go/otelcol)
+#   prometheus-adapter (the real tier's custom metrics API)          (tests/cluster/go/adapter)
+#   prometheus (the real tier's, with Kubernetes service discovery)  (tests/cluster/go/prometheus)
 #
 # <key> = k8s-<K8S_VERSION>-<12 hex of sha256 over versions.env (sans comments),
 # every wrapper go.mod/go.sum/*.go, the Go version and GOOS/GOARCH>. A complete
@@ -70,7 +72,7 @@ KEY=$(cache_key)
 KEYDIR=$(cache_root)/$KEY
 BIN=$KEYDIR/bin
 STAMP=$KEYDIR/stamp
-ALL_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd kwok kwokctl helm coredns s3server otelcol)
+ALL_BINS=(kube-apiserver kube-controller-manager kube-scheduler kubectl kubelet kube-proxy etcd kwok kwokctl helm coredns s3server otelcol prometheus-adapter prometheus)
 
 # ---------------------------------------------------------------- check/sync
 mod_version() { (cd "$GODIR/$1" && go list -m -f '{{.Version}}' "$2"); }
@@ -85,6 +87,8 @@ check_modules() {
     v=$(mod_version s3server github.com/rclone/gofakes3); [ "$v" = "$GOFAKES3_VERSION" ] || { log "go/s3server requires gofakes3 $v, versions.env says $GOFAKES3_VERSION"; ok=1; }
     v=$(mod_version otelcol go.opentelemetry.io/collector/receiver/otlpreceiver); [ "$v" = "$OTELCOL_VERSION" ] || { log "go/otelcol requires otlpreceiver $v, versions.env says $OTELCOL_VERSION"; ok=1; }
     v=$(mod_version otelcol github.com/open-telemetry/opentelemetry-collector-contrib/exporter/fileexporter); [ "$v" = "$OTELCOL_FILEEXPORTER_VERSION" ] || { log "go/otelcol requires fileexporter $v, versions.env says $OTELCOL_FILEEXPORTER_VERSION"; ok=1; }
+    v=$(mod_version adapter sigs.k8s.io/prometheus-adapter); [ "$v" = "$PROMETHEUS_ADAPTER_VERSION" ] || { log "go/adapter requires prometheus-adapter $v, versions.env says $PROMETHEUS_ADAPTER_VERSION"; ok=1; }
+    v=$(mod_version prometheus github.com/prometheus/prometheus); [ "$v" = "$PROMETHEUS_VERSION" ] || { log "go/prometheus requires prometheus $v, versions.env says $PROMETHEUS_VERSION"; ok=1; }
     if grep -E '^\s*k8s\.io/\S+ => k8s\.io/\S+ v' "$GODIR/kube/go.mod" | grep -vq " ${STAGING_VERSION}\$"; then
         log "go/kube replaces staging modules with a version other than $STAGING_VERSION"; ok=1
     fi
@@ -121,6 +125,8 @@ sync_modules() {
     # tests import (contrib's otlpencodingextension v0.165.1) is not on the module proxy.
     (cd "$GODIR/otelcol" && go mod edit "-require=go.opentelemetry.io/collector/receiver/otlpreceiver@$OTELCOL_VERSION" \
         "-require=github.com/open-telemetry/opentelemetry-collector-contrib/exporter/fileexporter@$OTELCOL_FILEEXPORTER_VERSION" && GOFLAGS= go mod tidy -e)
+    (cd "$GODIR/prometheus" && go mod edit "-require=github.com/prometheus/prometheus@$PROMETHEUS_VERSION" && GOFLAGS= go mod tidy)
+    (cd "$GODIR/adapter" && go mod edit "-require=sigs.k8s.io/prometheus-adapter@$PROMETHEUS_ADAPTER_VERSION" && GOFLAGS= go mod tidy)
     check_modules
     log "modules in sync; new cache key: $(cache_key)"
 }
@@ -129,15 +135,16 @@ sync_modules() {
 fmt_secs() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
 
 # go_build <label> <module dir> <ldflags> <pkg>... : builds the main packages
-# into $BIN.tmp/, printing progress every 20 s while the go command runs.
+# into $BIN.tmp/, printing progress every 20 s while the go command runs; with the
+# build tags in $GO_TAGS when set.
 go_build() {
     local label=$1 dir=$2 ldflags=$3; shift 3
     local logf="$KEYDIR/build-$label.log" total start pid rc=0 n el
     start=$(date +%s)
     log "$label: loading packages (downloads modules through the Go module proxy on a cold machine)"
-    total=$(cd "$dir" && go list -deps "$@" | wc -l) || die "$label: go list failed (module download?)"
+    total=$(cd "$dir" && go list -tags "${GO_TAGS:-}" -deps "$@" | wc -l) || die "$label: go list failed (module download?)"
     log "$label: building $* ($total packages incl. std; log: $logf)"
-    (cd "$dir" && exec go build -v -trimpath -ldflags "$ldflags" -o "$BIN.tmp/" "$@") >"$logf" 2>&1 &
+    (cd "$dir" && exec go build -v -trimpath -tags "${GO_TAGS:-}" -ldflags "$ldflags" -o "$BIN.tmp/" "$@") >"$logf" 2>&1 &
     pid=$!
     while kill -0 "$pid" 2>/dev/null; do
         for _ in $(seq 20); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
@@ -176,6 +183,10 @@ verify() {
     out=$("$BIN/helm" version --short);              [[ $out == "$HELM_VERSION"* ]] || die "helm says '$out'"
     out=$("$BIN/coredns" -version);                  [[ $out == *"CoreDNS-${COREDNS_VERSION#v}"* ]] || die "coredns says '$out'"
     out=$("$BIN/s3server" -version);                 [[ $out == *"gofakes3 $GOFAKES3_VERSION"* ]] || die "s3server says '$out'"
+    # The adapter has no --version: the module version go embeds in the binary.
+    out=$(go version -m "$BIN/prometheus-adapter" | awk '$1 == "mod" && $2 == "sigs.k8s.io/prometheus-adapter" {print $3}')
+    [[ $out == "$PROMETHEUS_ADAPTER_VERSION" ]] || die "prometheus-adapter is built from '$out'"
+    out=$("$BIN/prometheus" --version | head -1);   [[ $out == "prometheus, version 3.${PROMETHEUS_VERSION#v0.}"* ]] || die "prometheus says '$out'"
     out=$("$BIN/otelcol" --version);                 [[ $out == *"$OTELCOL_VERSION (fileexporter $OTELCOL_FILEEXPORTER_VERSION)"* ]] || die "otelcol says '$out'"
 }
 
@@ -229,6 +240,19 @@ build_all() {
     fi
     if missing otelcol; then
         go_build otelcol "$GODIR/otelcol" "-s -w" .
+    fi
+    if missing prometheus-adapter; then
+        go_build prometheus-adapter "$GODIR/adapter" "-s -w" sigs.k8s.io/prometheus-adapter/cmd/adapter
+        mv "$BIN.tmp/adapter" "$BIN.tmp/prometheus-adapter"
+    fi
+    if missing prometheus; then
+        # v0.3XX.Y is Prometheus 3.XX.Y; of the service discoveries only Kubernetes (and
+        # file, http), which leaves out every cloud provider's SDK.
+        local pv="3.${PROMETHEUS_VERSION#v0.}"
+        GO_TAGS=remove_all_sd,enable_kubernetes_sd go_build prometheus "$GODIR/prometheus" \
+            "-s -w -X github.com/prometheus/common/version.Version=$pv -X github.com/prometheus/common/version.Branch=module
+             -X github.com/prometheus/common/version.Revision=$PROMETHEUS_VERSION" \
+            github.com/prometheus/prometheus/cmd/prometheus
     fi
     shopt -s nullglob
     for f in "$BIN.tmp"/*; do mv -f "$f" "$BIN/"; done

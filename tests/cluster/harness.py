@@ -386,6 +386,7 @@ class Cluster:
         try:
             if self.node:
                 self.node.setup_network()
+                self.node.setup_front_proxy()
             proc = self.kwokctl(
                 "--config",
                 cfg,

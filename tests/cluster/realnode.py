@@ -126,6 +126,37 @@ def _cgroup_dirs(name: str) -> list[Path]:
     return [d / name for d in sorted(CGROUP_ROOT.iterdir()) if d.is_dir() and not d.is_symlink()]
 
 
+CLIENT_AUTH = "extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n"
+FRONT_PROXY_CA = "front-proxy-ca"
+FRONT_PROXY_CLIENT = "front-proxy-client"  # the CN aggregated API servers accept
+
+
+def _new_key_args(key: Path) -> list:
+    return ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", key]
+
+
+def make_ca(dir: Path, name: str, cn: str) -> tuple[Path, Path]:
+    """A self-signed CA valid for a week: (<dir>/<name>.crt, <dir>/<name>.key)."""
+    crt, key = dir / f"{name}.crt", dir / f"{name}.key"
+    _run("openssl", "req", "-x509", "-new", *_new_key_args(key), "-out", crt,
+         "-subj", f"/CN={cn}", "-days", "7")  # fmt: skip
+    return crt, key
+
+
+def issue_cert(
+    ca: tuple[Path, Path], dir: Path, name: str, subject: str, extensions: str
+) -> tuple[Path, Path]:
+    """A certificate for `subject` signed by `ca` (crt, key) with the given x509v3
+    `extensions` (openssl's extfile syntax), valid for a week: (crt, key) in `dir`."""
+    key, csr, crt = (dir / f"{name}.{ext}" for ext in ("key", "csr", "crt"))
+    ext = dir / f"{name}.ext"
+    ext.write_text(extensions)
+    _run("openssl", "req", "-new", *_new_key_args(key), "-out", csr, "-subj", subject)
+    _run("openssl", "x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1],
+         "-CAcreateserial", "-days", "7", "-extfile", ext, "-out", crt)  # fmt: skip
+    return crt, key
+
+
 class RealNode:
     """The real node of the cluster in `cluster.workdir` (see the module's docstring)."""
 
@@ -208,7 +239,14 @@ class RealNode:
                             "key": "enable-admission-plugins",
                             "value": "PodNodeSelector,PodTolerationRestriction",
                         },
+                        *self._aggregation_args(),
                     ],
+                },
+                {
+                    # The autoscaling test waits for the HPA: it re-reads metrics every 5 s
+                    # instead of every 15 s.
+                    "name": "kube-controller-manager",
+                    "extraArgs": [{"key": "horizontal-pod-autoscaler-sync-period", "value": "5s"}],
                 },
                 {
                     # kwokctl's binary runtime starts kwok with --manage-all-nodes=true: it
@@ -224,6 +262,31 @@ class RealNode:
                 },
             ],
         }
+
+    def _aggregation_args(self) -> list[dict]:
+        """The aggregation layer as a cluster made by kubeadm has it: the API server proxies
+        to aggregated APIs with a front-proxy client certificate of its own CA (kwokctl's
+        default is the admin certificate, which carries no user for the X-Remote-* headers)
+        and dials an APIService's endpoints directly (it runs no kube-proxy of its own)."""
+        fp = self.pki
+        return [
+            {"key": "requestheader-client-ca-file", "value": str(fp / f"{FRONT_PROXY_CA}.crt")},
+            {"key": "requestheader-allowed-names", "value": FRONT_PROXY_CLIENT},
+            {"key": "requestheader-username-headers", "value": "X-Remote-User"},
+            {"key": "requestheader-group-headers", "value": "X-Remote-Group"},
+            {"key": "requestheader-extra-headers-prefix", "value": "X-Remote-Extra-"},
+            {
+                "key": "proxy-client-cert-file",
+                "value": str(fp / f"{FRONT_PROXY_CLIENT}.crt"),
+                "override": True,
+            },
+            {
+                "key": "proxy-client-key-file",
+                "value": str(fp / f"{FRONT_PROXY_CLIENT}.key"),
+                "override": True,
+            },
+            {"key": "enable-aggregator-routing", "value": "true"},
+        ]
 
     # ------------------------------------------------------------ network
     def setup_network(self) -> None:
@@ -260,48 +323,25 @@ class RealNode:
             _run("ip", "route", "add", cidr, "via", LINK_NODE, "dev", self.veth_host)
 
     # ------------------------------------------------------------ certificates
-    def _client_cert(self, name: str, cn: str, org: str) -> tuple[Path, Path]:
-        ca = self.cluster.cluster_dir / "pki"
-        key, csr, crt = (self.pki / f"{name}.{ext}" for ext in ("key", "csr", "crt"))
-        ext = self.pki / f"{name}.ext"
-        ext.write_text("extendedKeyUsage=clientAuth\nkeyUsage=critical,digitalSignature\n")
-        _run(
-            "openssl",
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            key,
-            "-out",
-            csr,
-            "-subj",
-            f"/O={org}/CN={cn}",
-        )
-        _run(
-            "openssl",
-            "x509",
-            "-req",
-            "-in",
-            csr,
-            "-CA",
-            ca / "ca.crt",
-            "-CAkey",
-            ca / "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "7",
-            "-extfile",
-            ext,
-            "-out",
-            crt,
-        )
-        return crt, key
+    def cluster_ca(self) -> tuple[Path, Path]:
+        """The cluster's CA (crt, key), which kwokctl made and every component trusts."""
+        pki = self.cluster.cluster_dir / "pki"
+        return pki / "ca.crt", pki / "ca.key"
 
-    def _kubeconfig(self, name: str, crt: Path, key: Path, server: str) -> Path:
+    def client_cert(self, name: str, cn: str, org: str) -> tuple[Path, Path]:
+        """A client certificate of the cluster's CA for user `cn` in group `org`."""
+        return issue_cert(self.cluster_ca(), self.pki, name, f"/O={org}/CN={cn}", CLIENT_AUTH)
+
+    def setup_front_proxy(self) -> None:
+        """The aggregation layer's own CA and the API server's proxy client certificate
+        (before the control plane: the API server reads them at start). An aggregated API
+        server (the real tier's prometheus-adapter) trusts the user names the API server
+        passes in X-Remote-User only from a client certificate of this CA."""
+        self.pki.mkdir(parents=True, exist_ok=True)
+        ca = make_ca(self.pki, FRONT_PROXY_CA, "modelzoo-front-proxy-ca")
+        issue_cert(ca, self.pki, FRONT_PROXY_CLIENT, f"/CN={FRONT_PROXY_CLIENT}", CLIENT_AUTH)
+
+    def client_kubeconfig(self, name: str, crt: Path, key: Path, server: str) -> Path:
         ca = self.cluster.cluster_dir / "pki" / "ca.crt"
         doc = {
             "apiVersion": "v1",
@@ -337,7 +377,7 @@ class RealNode:
             "plugins",
         ):
             (self.dir / d).mkdir(parents=True, exist_ok=True)
-        api_port = self._api_port()
+        api_port = self.api_port()
         server = f"https://{LINK_HOST}:{api_port}"
         self._start(
             "socat",
@@ -361,12 +401,12 @@ class RealNode:
         for ref in self.ctr("images", "ls", "-q").stdout.split():
             if not ref.startswith("sha256:"):
                 self.ctr("images", "label", ref, "io.cri-containerd.pinned=pinned")
-        kcrt, kkey = self._client_cert("kubelet", f"system:node:{NODE_NAME}", "system:nodes")
-        pcrt, pkey = self._client_cert("kube-proxy", "system:kube-proxy", "system:node-proxier")
-        dcrt, dkey = self._client_cert("coredns", DNS_USER, "modelzoo:dns")
-        self._start_kubelet(self._kubeconfig("kubelet", kcrt, kkey, server))
-        self._start_kube_proxy(self._kubeconfig("kube-proxy", pcrt, pkey, server))
-        self._start_coredns(self._kubeconfig("coredns", dcrt, dkey, server))
+        kcrt, kkey = self.client_cert("kubelet", f"system:node:{NODE_NAME}", "system:nodes")
+        pcrt, pkey = self.client_cert("kube-proxy", "system:kube-proxy", "system:node-proxier")
+        dcrt, dkey = self.client_cert("coredns", DNS_USER, "modelzoo:dns")
+        self._start_kubelet(self.client_kubeconfig("kubelet", kcrt, kkey, server))
+        self._start_kube_proxy(self.client_kubeconfig("kube-proxy", pcrt, pkey, server))
+        self._start_coredns(self.client_kubeconfig("coredns", dcrt, dkey, server))
         kubectl = self.cluster.kubectl
         self._wait(
             lambda: kubectl("get", "node", NODE_NAME, check=False).returncode == 0,
@@ -383,7 +423,7 @@ class RealNode:
         )
         log(f"node {NODE_NAME} Ready in {time.monotonic() - t0:.0f}s")
 
-    def _api_port(self) -> int:
+    def api_port(self) -> int:
         server = json.loads(self.cluster.kubectl("config", "view", "-o", "json").stdout)
         url = server["clusters"][0]["cluster"]["server"]
         return int(url.rsplit(":", 1)[1])

@@ -3,7 +3,9 @@ node, Service addresses (ClusterIPs route into the node's netns) and V2 calls.""
 
 from __future__ import annotations
 
+import http.client
 import json
+import threading
 import urllib.error
 import urllib.request
 from typing import Any
@@ -100,3 +102,67 @@ def v2_infer(
 def output(answer: dict[str, Any], name: str) -> np.ndarray:
     (tensor,) = [o for o in answer["outputs"] if o["name"] == name]
     return np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
+
+
+class KeepAliveLoad:
+    """A bounded client: `clients` threads, each on a keep-alive connection, sending V2
+    requests until stopped (or `limit` requests in all), `pause` seconds apart; every
+    failure is kept. With `reconnect_every`, a client opens a new connection after that
+    many requests, so kube-proxy spreads the load over pods that started after it."""
+
+    def __init__(
+        self,
+        address: str,
+        model: str,
+        body: bytes,
+        clients: int = 4,
+        limit: int = 20000,
+        pause: float = 0.02,  # ~50 requests/s per client: load, not a flood
+        reconnect_every: int = 0,
+    ):
+        host, port = address.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.path = f"/v2/models/{model}/infer"
+        self.body = body
+        self.limit = limit
+        self.pause = pause
+        self.reconnect_every = reconnect_every
+        self.ok = 0
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
+
+    def _client(self) -> None:
+        connection = http.client.HTTPConnection(*self.target, timeout=30)
+        headers = {"Content-Type": "application/json"}
+        sent = 0
+        while not self._stop.is_set() and self.ok + len(self.failures) < self.limit:
+            sent += 1
+            if self.reconnect_every and sent % self.reconnect_every == 0:
+                connection.close()  # the next request connects again
+            try:
+                connection.request("POST", self.path, body=self.body, headers=headers)
+                response = connection.getresponse()
+                response.read()  # a `Connection: close` answer closes; the next reconnects
+                failure = None if response.status == 200 else f"HTTP {response.status}"
+            except (OSError, http.client.HTTPException) as exc:
+                failure = f"{type(exc).__name__}: {exc}"
+                connection.close()
+            with self._lock:
+                if failure:
+                    self.failures.append(failure)
+                else:
+                    self.ok += 1
+            self._stop.wait(self.pause)
+        connection.close()
+
+    def __enter__(self) -> KeepAliveLoad:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)

@@ -9,7 +9,6 @@ import hashlib
 import http.client
 import http.server
 import json
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -20,7 +19,15 @@ import tritonclient.grpc as triton_grpc
 
 from tests.cluster import realnode
 from tests.e2e.kube import eventually, get_json, kubectl_wait, names, wait_for_zoo
-from tests.real.calls import output, service_address, v2_body, v2_infer, wait_routed, zoo_doc
+from tests.real.calls import (
+    KeepAliveLoad,
+    output,
+    service_address,
+    v2_body,
+    v2_infer,
+    wait_routed,
+    zoo_doc,
+)
 from tests.s3_store import READER, REGION, s3_store
 from tests.servers import http_origin
 
@@ -238,53 +245,6 @@ def test_a_rotated_token_secret_takes_effect_in_a_running_pod(
     eventually(rotated, 120, "the rotated token to take effect")
     assert names(real_cluster, "pods", ns, zoo) == pods
     print(f"rotated token in effect after {time.monotonic() - t0:.1f}s")
-
-
-class KeepAliveLoad:
-    """A bounded client: `clients` threads, each on one keep-alive connection, sending
-    V2 requests until stopped (or `limit` requests in all); every failure is kept."""
-
-    def __init__(self, address: str, model: str, body: bytes, clients: int = 4, limit=20000):
-        host, port = address.rsplit(":", 1)
-        self.target = (host, int(port))
-        self.path = f"/v2/models/{model}/infer"
-        self.body = body
-        self.limit = limit
-        self.ok = 0
-        self.failures: list[str] = []
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._client, daemon=True) for _ in range(clients)]
-
-    def _client(self) -> None:
-        connection = http.client.HTTPConnection(*self.target, timeout=30)
-        headers = {"Content-Type": "application/json"}
-        while not self._stop.is_set() and self.ok + len(self.failures) < self.limit:
-            try:
-                connection.request("POST", self.path, body=self.body, headers=headers)
-                response = connection.getresponse()
-                response.read()  # a `Connection: close` answer closes; the next reconnects
-                failure = None if response.status == 200 else f"HTTP {response.status}"
-            except (OSError, http.client.HTTPException) as exc:
-                failure = f"{type(exc).__name__}: {exc}"
-                connection.close()
-            with self._lock:
-                if failure:
-                    self.failures.append(failure)
-                else:
-                    self.ok += 1
-            self._stop.wait(0.02)  # ~50 requests/s per client: load, not a flood
-        connection.close()
-
-    def __enter__(self) -> KeepAliveLoad:
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(timeout=60)
 
 
 def test_a_rolling_update_under_load_loses_no_request(real_cluster, chart, restricted_namespace):
