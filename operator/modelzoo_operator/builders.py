@@ -430,8 +430,8 @@ def deployment(zoo: ZooSpec, model: ModelSpec, settings: Settings) -> Manifest:
         },
     }
     if model.autoscaling is None:
-        # With an HPA, replicas belong to the HPA: leaving the field out keeps apply from
-        # fighting it.
+        # With autoscaling, replicas belong to the autoscaler (our HPA or an external one
+        # such as KEDA's): leaving the field out keeps apply from fighting it.
         spec = {"replicas": model.replicas, **spec}
     return {
         "apiVersion": "apps/v1",
@@ -494,7 +494,8 @@ def pod_disruption_budget(zoo: ZooSpec, model: ModelSpec) -> Manifest | None:
 
 def horizontal_pod_autoscaler(zoo: ZooSpec, model: ModelSpec) -> Manifest | None:
     scaling = model.autoscaling
-    if scaling is None:
+    if scaling is None or scaling.external:
+        # None: an HPA made for an earlier spec is pruned as no longer needed.
         return None
     name = child_name(zoo.name, model.name)
     spec: dict[str, Any] = {

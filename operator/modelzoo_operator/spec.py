@@ -31,6 +31,10 @@ DNS1035_LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
 AUTH_SCOPES = ("inference", "all")
+# autoscaling.autoscalerClass: `hpa`, the operator's HPA; `external`, an autoscaler the
+# operator does not manage (KEDA's ScaledObject, ...) that owns the Deployment's replicas.
+HPA, EXTERNAL = "hpa", "external"
+AUTOSCALER_CLASSES = (HPA, EXTERNAL)
 # autoscaling.behavior: the bounds of the CRD, which are those of autoscaling/v2's
 # HorizontalPodAutoscalerBehavior (an HPA outside them is refused when applied).
 SCALE_DIRECTIONS = ("scaleUp", "scaleDown")
@@ -103,6 +107,12 @@ class Autoscaling:
     # The HPA's spec.behavior as the spec gives it (camelCase keys), checked against the
     # CRD's bounds; None leaves the HPA's defaults. Read-only, like `resources`.
     behavior: Mapping[str, Any] | None = None
+    autoscaler_class: str = HPA
+
+    @property
+    def external(self) -> bool:
+        """Scaled by an autoscaler the operator does not create (no HPA of ours)."""
+        return self.autoscaler_class == EXTERNAL
 
 
 @dataclass(frozen=True)
@@ -130,7 +140,7 @@ class ModelSpec:
 
     @property
     def min_replicas(self) -> int:
-        """Replicas the model keeps at least (the HPA's floor when autoscaled)."""
+        """Replicas the model keeps at least (the autoscaler's floor when autoscaled)."""
         return self.autoscaling.min_replicas if self.autoscaling else self.replicas
 
 
@@ -364,11 +374,21 @@ def _behavior(raw: Any) -> Mapping[str, Any] | None:
 def _autoscaling(raw: Mapping[str, Any] | None) -> Autoscaling | None:
     if not raw:
         return None
+    autoscaler_class = raw.get("autoscalerClass", HPA)
+    _one_of(autoscaler_class, "autoscaling.autoscalerClass", AUTOSCALER_CLASSES)
+    # Even an empty `behavior: {}`, as the CRD's has() refuses it.
+    if autoscaler_class == EXTERNAL and raw.get("behavior") is not None:
+        raise SpecError(
+            "autoscaling.behavior only applies to autoscalerClass hpa: "
+            "set it on the external autoscaler instead"
+        )
     scaling = Autoscaling(
         min_replicas=int(raw.get("minReplicas", 1)),
         max_replicas=int(raw["maxReplicas"]),
+        # The CRD's default fills it in for `external` too, which ignores it.
         target_inflight=int(raw.get("targetInflight", 4)),
         behavior=_behavior(raw.get("behavior")),
+        autoscaler_class=autoscaler_class,
     )
     if scaling.min_replicas > scaling.max_replicas:
         raise SpecError("autoscaling.minReplicas is larger than maxReplicas")

@@ -28,7 +28,8 @@ def deployment_phase(
     """(phase, message, desired replicas, ready replicas) of one model's Deployment.
 
     `floor` is the autoscaler's minReplicas: a new Deployment starts at one replica and
-    the HPA raises it, so the model is not ready before it has that many."""
+    the autoscaler (ours or an external one) raises it, so the model is not ready before
+    it has that many."""
     if deployment is None:
         return PHASE_PENDING, "creating the Deployment", 0, 0
     spec = deployment.get("spec") or {}

@@ -154,6 +154,7 @@ def test_defaults(version):
     assert props["batching"]["properties"]["maxBatchSize"]["default"] >= 1
     assert props["autoscaling"]["properties"]["minReplicas"]["default"] == 1
     assert props["autoscaling"]["properties"]["targetInflight"]["default"] >= 1
+    assert props["autoscaling"]["properties"]["autoscalerClass"]["default"] == "hpa"
 
 
 def test_cel_rules_cover_what_openapi_cannot(version):
@@ -167,7 +168,9 @@ def test_cel_rules_cover_what_openapi_cannot(version):
     assert "!(has(self.url) || has(self.s3)) || has(self.sha256)" in source_rules
     scaling = item["properties"]["autoscaling"]["x-kubernetes-validations"]
     assert scaling[0]["rule"] == "self.minReplicas <= self.maxReplicas"
-    for rule in root["x-kubernetes-validations"] + item["x-kubernetes-validations"]:
+    # An external autoscaler has its own behavior; ours would silently do nothing.
+    assert scaling[1]["rule"] == "self.autoscalerClass != 'external' || !has(self.behavior)"
+    for rule in root["x-kubernetes-validations"] + item["x-kubernetes-validations"] + scaling:
         assert rule["message"], "every rule says what is wrong in words"
 
 
@@ -202,6 +205,24 @@ def scaled(behavior: dict[str, Any]) -> dict[str, Any]:
 def test_autoscaling_behavior_is_accepted_by_the_schema_and_the_parser(validator):
     assert errors(validator, zoo(scaled(BEHAVIOR))) == []
     assert parse_zoo(zoo(scaled(BEHAVIOR)), CATALOG).problems == {}
+
+
+def autoscaled(**scaling: Any) -> dict[str, Any]:
+    return {"name": "x", "zoo": "mtcnn", "autoscaling": {"maxReplicas": 3, **scaling}}
+
+
+def test_an_external_autoscaler_class_is_accepted_by_the_schema_and_the_parser(validator):
+    body = zoo(autoscaled(autoscalerClass="external", minReplicas=1))
+    assert errors(validator, body) == []
+    assert parse_zoo(body, CATALOG).problems == {}
+
+
+def test_an_unknown_autoscaler_class_is_refused_by_the_schema_and_the_parser(validator):
+    body = zoo(autoscaled(autoscalerClass="keda"))
+    found = errors(validator, body)
+    assert any("autoscalerClass" in e for e in found), found
+    (problem,) = parse_zoo(body, CATALOG).problems.values()
+    assert "autoscaling.autoscalerClass" in problem, problem
 
 
 @pytest.mark.parametrize(

@@ -343,6 +343,21 @@ def test_hpa_behavior_is_passed_through_verbatim_and_left_out_without_it():
     assert "behavior" not in plain["spec"], "the HPA's own defaults apply"
 
 
+def test_an_external_autoscaler_gets_no_hpa_and_the_replicas_but_the_same_pdb():
+    """autoscalerClass external (KEDA, ...): the replicas are the other autoscaler's to set,
+    and minReplicas still guards drains as it does with our HPA."""
+    external = copy.deepcopy(SAMPLES["url-batching-autoscaling"])
+    external["autoscaling"]["autoscalerClass"] = "external"
+    kinds = by_kind(built(external))
+    assert "HorizontalPodAutoscaler" not in kinds
+    assert "replicas" not in kinds["Deployment"]["spec"]
+    ours = by_kind(built(SAMPLES["url-batching-autoscaling"]))
+    assert kinds["PodDisruptionBudget"] == ours["PodDisruptionBudget"]
+    assert set(kinds) == set(ours) - {"HorizontalPodAutoscaler"}
+    external["autoscaling"]["minReplicas"] = 1
+    assert "PodDisruptionBudget" not in by_kind(built(external)), "one pod may be drained"
+
+
 # ------------------------------------------------------------------ ownership, names, purity
 @pytest.mark.parametrize("sample", sorted(SAMPLES))
 def test_every_child_is_owned_labelled_and_named_after_zoo_and_model(sample):

@@ -178,6 +178,48 @@ def test_autoscaling_behavior_outside_the_crds_bounds_is_refused(behavior, messa
     assert problems(with_behavior(behavior)) == {"custom": message}
 
 
+# ------------------------------------------------------------------ autoscaling.autoscalerClass
+def with_class(autoscaler_class: object, **scaling: object) -> dict:
+    model = copy.deepcopy(SAMPLES["url-batching-autoscaling"])
+    model["autoscaling"].update(autoscalerClass=autoscaler_class, **scaling)
+    return model
+
+
+def test_the_autoscaler_class_is_hpa_unless_external_is_asked_for():
+    (ours,) = parse_zoo(zoo_body(SAMPLES["url-batching-autoscaling"]), CATALOG).models
+    assert ours.autoscaling.autoscaler_class == "hpa" and not ours.autoscaling.external
+    (external,) = parse_zoo(zoo_body(with_class("external")), CATALOG).models
+    assert external.autoscaling.autoscaler_class == "external" and external.autoscaling.external
+    assert external.min_replicas == 2, "minReplicas is still the floor"
+
+
+@pytest.mark.parametrize(
+    ("model", "message"),
+    [
+        (
+            with_class("keda"),
+            "autoscaling.autoscalerClass must be one of hpa, external, not 'keda'",
+        ),
+        (
+            with_class("external", behavior=BEHAVIOR),
+            "autoscaling.behavior only applies to autoscalerClass hpa: "
+            "set it on the external autoscaler instead",
+        ),
+        (
+            with_class("external", behavior={}),
+            "autoscaling.behavior only applies to autoscalerClass hpa: "
+            "set it on the external autoscaler instead",
+        ),
+        (
+            with_class("external", minReplicas=5, maxReplicas=2),
+            "autoscaling.minReplicas is larger than maxReplicas",
+        ),
+    ],
+)
+def test_autoscaler_classes_that_cannot_work(model, message):
+    assert problems(model) == {"custom": message}
+
+
 def test_zoo_entries_bring_their_own_signature():
     found = problems({"name": "faces", "zoo": "mtcnn", "signature": SIGNATURE})
     assert "carries its own" in found["faces"]

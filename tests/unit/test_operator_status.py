@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
 from modelzoo_operator.settings import Settings
@@ -113,6 +115,22 @@ def test_pending_models_report_their_spec_replicas():
         "faces": ("Pending", 1),
         "classify": ("Pending", 2),
     }
+
+
+@pytest.mark.parametrize("autoscaler_class", ["hpa", "external"])
+def test_an_autoscaled_model_is_ready_at_its_floor_and_reports_what_the_autoscaler_set(
+    autoscaler_class,
+):
+    model = copy.deepcopy(SAMPLES["url-batching-autoscaling"])  # minReplicas 2
+    model["autoscaling"]["autoscalerClass"] = autoscaler_class
+    zoo = parse_zoo(zoo_body(model), CATALOG)
+
+    def entry(deployment_now: dict) -> tuple[str, int]:
+        (found,) = zoo_status(zoo, {"custom": deployment_now}, {}, Settings(), None, T0)["models"]
+        return found["phase"], found["replicas"]
+
+    assert entry(deployment(1, 1)) == ("Progressing", 2), "below the floor"
+    assert entry(deployment(3, 3)) == ("Ready", 3), "scaled up by the autoscaler"
 
 
 def test_same_status_ignores_nothing_it_writes():
