@@ -47,6 +47,19 @@ RUNTIMES: tuple[str, ...] = (AUTO, LITERT, TENSORFLOW)
 ARTIFACT_FORMATS = (GRAPHDEF, TFLITE)
 
 
+# What the prepare step decided for a user's graph, in one line, "<runtime>: <why>":
+# `modelzoo-prepare --prepared` prints it and writes it as the `prepare-model` init
+# container's termination message, where the operator reads it into the model's status.
+def outcome_line(runtime: str, why: str) -> str:
+    return f"{runtime}: {why}"
+
+
+def parse_outcome(line: str) -> tuple[str, str] | None:
+    """(runtime, why) of an outcome line; None for anything else (a refusal, a crash)."""
+    runtime, sep, why = line.strip().partition(": ")
+    return (runtime, why.strip()) if sep and runtime in (LITERT, TENSORFLOW) else None
+
+
 class Unservable(Exception):
     """This model cannot be served; the message says which part and why.
 
@@ -236,6 +249,10 @@ class Verification:
         inputs = data.get("inputs")
         _require(isinstance(inputs, str) and bool(inputs), "verified inputs must be described")
         return cls(diff, tolerance, inputs)
+
+    def summary(self) -> str:
+        """One line for logs and statuses."""
+        return f"max abs diff {self.max_abs_diff:.2g} (tolerance {self.tolerance:g})"
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,10 @@ runs it) on the same fixed inputs → the `.tflite` and an Artifact carrying its
 the largest difference seen. A graph that does not convert, or not closely enough, raises
 NotConverted with the reason; it keeps its graphdef and TensorFlow serves it.
 
+A user's graph goes through `prepare_graph`, which writes the outcome either way as a
+record the server reads (modelzoo_models.prepared): `modelzoo-prepare --prepared DIR`, run
+by a pod's `prepare-model` init container and by `modelzoo-server --graph` before it loads.
+
 A SavedModel (a folder, or a `.tar.gz` of one) is first frozen into such a graph
 (`saved_model_entry`): checked before TensorFlow runs any of it, one signature frozen,
 then held to the same policy and conversion as any `.pb`.
@@ -24,12 +28,15 @@ import re
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from modelzoo_models import prepared
 from modelzoo_models.contract import (
+    GRAPHDEF,
     IMAGE_CLASSIFICATION,
     TENSOR,
     TFLITE,
@@ -61,6 +68,8 @@ from modelzoo_server.tasks import TASKS
 # content: noise, smooth colour fields and a gradient. Seeded: the same bytes every build.
 _IMAGE_SIZE = (240, 320)  # height, width
 _SEED = 0
+# For a user's graph (the zoo states one per entry, catalog.py).
+DEFAULT_TOLERANCE = 1e-3
 
 
 class NotConverted(Exception):
@@ -269,18 +278,66 @@ def saved_model_entry(
     return ModelEntry.of(record, graph_out, name, sha256_file(graph_out))
 
 
+def prepare_graph(
+    graph: Path,
+    into: Path,
+    *,
+    signature_file: Path | None = None,
+    signature_name: str = DEFAULT_SIGNATURE,
+    sha256: str | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> ModelRecord:
+    """A user's graph (a `.pb` with its signature file, or a SavedModel) → `into`: the
+    record that says which runtime serves it, and the files it names (see
+    modelzoo_models.prepared). A graph that does not convert is an outcome the record
+    states; a refused one (Unservable) leaves no record."""
+    into.mkdir(parents=True, exist_ok=True)
+    record_file = prepared.record_path(into, graph)
+    record_file.unlink(missing_ok=True)  # an earlier outcome must not outlive a refusal
+    name = prepared.stem(graph)
+    user = from_files(graph, signature_file, name, sha256) if signature_file else None
+    pin = user.sha256 if user else sha256  # a signature file may carry the pin
+    made_from = prepared.provenance(graph, pin, signature_file, signature_name)
+    files: tuple[Artifact, ...] = ()
+    if is_saved_model(graph):
+        entry = saved_model_entry(
+            graph,
+            into / f"{name}.frozen.pb",
+            name,
+            signature_file=signature_file,
+            signature_name=signature_name,
+            sha256=pin,
+        )
+        assert entry.sha256 is not None
+        files = (Artifact(GRAPHDEF, entry.path.name, entry.sha256),)
+    else:
+        assert user is not None, "a .pb needs its signature file"
+        entry = user
+    notes = {k: v for k, v in entry.record.notes.items() if k != TFLITE}
+    try:
+        files += (prepare(entry, into / f"{name}.tflite", tolerance),)
+    except NotConverted as exc:
+        notes[TFLITE] = f"not converted: {exc}"
+    origin = {**entry.record.origin, **made_from}
+    record = replace(entry.record, artifacts=files, notes=notes, origin=origin)
+    prepared.write(record, record_file)
+    return record
+
+
 def _default_out(graph: Path) -> Path:
     if is_saved_model(graph):  # a folder or `name.tar.gz`: `name.tflite` next to it
         return graph.parent / f"{graph.name.split('.')[0]}.tflite"
     return graph.with_suffix(".tflite")
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def argument_parser() -> argparse.ArgumentParser:
+    """`modelzoo-prepare`'s flags (the operator's builders are tested against them)."""
     parser = argparse.ArgumentParser(
         prog="modelzoo-prepare",
         description="Convert a frozen graph to a builtin-ops .tflite and verify it against "
         "the graph; prints the artifact record (JSON). Exit 1: not converted (the reason on "
-        "stderr), 2: the graph or signature is refused.",
+        "stderr), 2: the graph or signature is refused. With --prepared DIR: writes the "
+        "record the server reads and prints the outcome; exit 0 converted or not, 2 refused.",
     )
     parser.add_argument(
         "--graph",
@@ -302,17 +359,44 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--sha256", help="expected sha256 of the graph file (modelzoo-digest prints it)"
     )
-    parser.add_argument("--out", type=Path, help="the .tflite to write (default: next to --graph)")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, help="the .tflite to write (default: next to --graph)")
+    where.add_argument(
+        "--prepared",
+        type=Path,
+        metavar="DIR",
+        help="write the record that says which runtime serves the graph, and the files it "
+        "names, into DIR (modelzoo-server --prepared DIR reads them); exit 0 whether the "
+        "graph converts or not, printing the outcome as one line",
+    )
+    parser.add_argument(
+        "--termination-log",
+        type=Path,
+        metavar="FILE",
+        help="with --prepared: also write that line, or the refusal, into FILE (a pod's "
+        "/dev/termination-log, which the operator reads into the model's status)",
+    )
     parser.add_argument(
         "--tolerance",
         type=float,
-        default=1e-3,
-        help="largest absolute difference of any output allowed (default 1e-3)",
+        default=DEFAULT_TOLERANCE,
+        help=f"largest absolute difference of any output allowed (default {DEFAULT_TOLERANCE:g})",
     )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # TensorFlow's C++ info and warning lines drown the outcome (as in modelzoo-server).
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = argument_parser()
     args = parser.parse_args(argv)
     saved_model = is_saved_model(args.graph)
     if not saved_model and args.signature is None:
         parser.error("a .pb needs --signature FILE describing its input and output tensors")
+    if args.termination_log and not args.prepared:
+        parser.error("--termination-log goes with --prepared")
+    if args.prepared:
+        return _prepare_into(args)
     out = args.out or _default_out(args.graph)
     try:
         if saved_model:
@@ -336,6 +420,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(json.dumps(artifact.to_json(), indent=2))
     return 0
+
+
+def _prepare_into(args: argparse.Namespace) -> int:
+    try:
+        record = prepare_graph(
+            args.graph,
+            args.prepared,
+            signature_file=args.signature,
+            signature_name=args.signature_name,
+            sha256=args.sha256,
+            tolerance=args.tolerance,
+        )
+    except Unservable as exc:
+        line, code = f"modelzoo-prepare: refused: {exc}", 2
+        print(line, file=sys.stderr)
+    else:
+        line, code = prepared.outcome(record), 0
+        print(line)
+    if args.termination_log:
+        args.termination_log.write_text(line + "\n")
+    return code
 
 
 if __name__ == "__main__":

@@ -31,6 +31,17 @@ SERVICE_PORT = 80
 # the Service, as gRPC clients expect it.
 GRPC_PORT = 8081
 GRAPH_MOUNT = "/models"  # the fetched graph (emptyDir) or the PVC
+# The prepare step's record and .tflite (emptyDir; modelzoo_models.prepared): written by
+# the `prepare-model` init container, read by the server, which converts nothing itself.
+PREPARED_MOUNT = "/prepared"
+PREPARE_CONTAINER = "prepare-model"
+# Its one-line outcome, which the operator reads from the pod (pod_runtime.py).
+TERMINATION_LOG = "/dev/termination-log"
+# Conversion and verification import TensorFlow. Measured (peak RSS of modelzoo-prepare,
+# /usr/bin/time): 608 MiB for emotion (a 0.8 MB graph), 955 MiB for mobilenet (17 MB).
+# The request is the server's default on TensorFlow, so the pod asks for no more than it
+# did; the limit leaves room for graphs a few times mobilenet's size.
+PREPARE_RESOURCES = {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"memory": "2Gi"}}
 SIGNATURE_MOUNT = "/etc/modelzoo"
 SIGNATURE_FILE = "signature.json"
 FETCHED_GRAPH = f"{GRAPH_MOUNT}/model.pb"
@@ -129,6 +140,14 @@ def signature_document(model: ModelSpec) -> dict[str, Any] | None:
     return model.record.to_json() if model.record is not None else None
 
 
+def _graph_args(model: ModelSpec) -> list[str]:
+    """A graph from `source` as the server and the prepare step both take it."""
+    source = model.source
+    graph = FETCHED_GRAPH if source.fetched else f"{GRAPH_MOUNT}/{source.path}"
+    args = ["--graph", graph, "--signature", f"{SIGNATURE_MOUNT}/{SIGNATURE_FILE}"]
+    return args + (["--sha256", source.sha256] if source.sha256 else [])
+
+
 def server_args(model: ModelSpec, settings: Settings) -> list[str]:
     """The server's flags (modelzoo_server/settings.py) for this model."""
     args = ["--name", model.name]
@@ -136,10 +155,9 @@ def server_args(model: ModelSpec, settings: Settings) -> list[str]:
     if source.kind == "zoo":
         args += ["--zoo", source.zoo, "--model-dir", settings.model_dir]
     else:
-        graph = FETCHED_GRAPH if source.fetched else f"{GRAPH_MOUNT}/{source.path}"
-        args += ["--graph", graph, "--signature", f"{SIGNATURE_MOUNT}/{SIGNATURE_FILE}"]
-        if source.sha256:
-            args += ["--sha256", source.sha256]
+        args += _graph_args(model)
+        if model.prepared:
+            args += ["--prepared", PREPARED_MOUNT]
     if model.runtime:
         args += ["--runtime", model.runtime]
     elif model.gpu:
@@ -167,6 +185,18 @@ def server_args(model: ModelSpec, settings: Settings) -> list[str]:
         # A path and a word: the tokens themselves never appear in the pod spec.
         args += ["--token-file", TOKEN_FILE, "--auth-scope", model.auth.scope]
     return args
+
+
+def prepare_args(model: ModelSpec) -> list[str]:
+    """`modelzoo-prepare`'s flags: the record into the `prepared` volume, the outcome into
+    the termination message."""
+    return [
+        *_graph_args(model),
+        "--prepared",
+        PREPARED_MOUNT,
+        "--termination-log",
+        TERMINATION_LOG,
+    ]
 
 
 def fetch_args(model: ModelSpec) -> list[str]:
@@ -317,6 +347,11 @@ def _volumes(zoo: ZooSpec, model: ModelSpec) -> tuple[list[dict[str, Any]], list
         signature = {"name": signature_configmap_name(zoo, model)}
         volumes.append({"name": "signature", "configMap": signature})
         mounts.append({"name": "signature", "mountPath": SIGNATURE_MOUNT, "readOnly": True})
+    if model.prepared:
+        # Its own volume: a PVC stays read-only, and a fetched graph's volume only ever
+        # holds what was downloaded and checked.
+        volumes.append({"name": "prepared", "emptyDir": {"sizeLimit": "8Gi"}})
+        mounts.append({"name": "prepared", "mountPath": PREPARED_MOUNT, "readOnly": True})
     if model.auth:
         secret = {
             "secretName": model.auth.secret_name,
@@ -351,6 +386,30 @@ def _fetch_container(model: ModelSpec, image: str, pull: str) -> dict[str, Any]:
         "volumeMounts": [
             {"name": "tmp", "mountPath": "/tmp"},
             {"name": "model", "mountPath": GRAPH_MOUNT},
+        ],
+    }
+
+
+def _prepare_container(model: ModelSpec, image: str, pull: str) -> dict[str, Any]:
+    """The init container that converts the graph to a verified `.tflite` for LiteRT, or
+    records why TensorFlow serves it; it fails only for a refused graph."""
+    return {
+        "name": PREPARE_CONTAINER,
+        "image": image,
+        "imagePullPolicy": pull,
+        "command": ["modelzoo-prepare"],
+        "args": prepare_args(model),
+        "env": [{"name": "HOME", "value": "/tmp"}],
+        # The outcome is written to the file; a crash (OOMKilled, a converter abort)
+        # leaves its last log line instead, which reaches the zoo's status.
+        "terminationMessagePolicy": "FallbackToLogsOnError",
+        "resources": copy.deepcopy(PREPARE_RESOURCES),
+        "securityContext": _container_security(),
+        "volumeMounts": [
+            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "model", "mountPath": GRAPH_MOUNT, "readOnly": True},
+            {"name": "signature", "mountPath": SIGNATURE_MOUNT, "readOnly": True},
+            {"name": "prepared", "mountPath": PREPARED_MOUNT},
         ],
     }
 
@@ -395,8 +454,11 @@ def _pod_spec(zoo: ZooSpec, model: ModelSpec, settings: Settings) -> dict[str, A
         "containers": [_server_container(model, settings, image, pull, mounts)],
         "volumes": volumes,
     }
-    if model.source.fetched:
-        pod_spec["initContainers"] = [_fetch_container(model, image, pull)]
+    init = [_fetch_container(model, image, pull)] if model.source.fetched else []
+    if model.prepared:
+        init.append(_prepare_container(model, image, pull))  # after the fetch
+    if init:
+        pod_spec["initContainers"] = init
     return {**pod_spec, **_scheduling(model, settings)}
 
 

@@ -21,6 +21,7 @@ from modelzoo_operator import builders, events
 from modelzoo_operator.kube import ApiError, Kube
 from modelzoo_operator.metrics import OperatorMetrics
 from modelzoo_operator.pod_failures import model_pod_failures
+from modelzoo_operator.pod_runtime import model_runtimes
 from modelzoo_operator.settings import Settings
 from modelzoo_operator.spec import (
     API_VERSION,
@@ -123,13 +124,23 @@ class Reconciler:
         else:
             failures = known[2]
         deployments = await asyncio.to_thread(self._deployments, zoo)
-        # Pod failures only matter for a model that is not ready: a zoo whose models all
-        # are (most passes) costs no pod listing.
+        # Pods are listed for what only they can tell: why a model that is not ready
+        # fails, and which runtime a prepared graph got. A zoo of ready zoo entries
+        # (most passes) costs no pod listing.
         waiting = any(model_phase(m, deployments.get(m.name))[0] != PHASE_READY for m in zoo.models)
-        pods = await asyncio.to_thread(self._pod_failures, zoo) if waiting else {}
+        pods = await asyncio.to_thread(self._pods, zoo) if waiting or zoo_prepares(zoo) else []
         previous = body.get("status") or {}
         stamp = now()
-        status = zoo_status(zoo, deployments, failures, self.settings, previous, stamp, pods)
+        status = zoo_status(
+            zoo,
+            deployments,
+            failures,
+            self.settings,
+            previous,
+            stamp,
+            model_pod_failures(pods),
+            model_runtimes(pods),
+        )
         self.metrics.observe_status(namespace, name, status)
         if same_status(previous, status):
             return False
@@ -241,7 +252,11 @@ class Reconciler:
                 found[model] = item
         return found
 
-    def _pod_failures(self, zoo: ZooSpec) -> dict[str, str]:
-        """Why the zoo's pods do not start, by model name."""
+    def _pods(self, zoo: ZooSpec) -> list[dict[str, Any]]:
         selector = f"{builders.LABEL_ZOO}={zoo.name}"
-        return model_pod_failures(self.kube.list("v1", "Pod", zoo.namespace, selector))
+        return self.kube.list("v1", "Pod", zoo.namespace, selector)
+
+
+def zoo_prepares(zoo: ZooSpec) -> bool:
+    """Whether a model's runtime comes from its pods' prepare step (pod_runtime.py)."""
+    return any(m.prepared for m in zoo.models)

@@ -18,7 +18,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from modelzoo_models.contract import AUTO, LITERT, RUNTIMES, TASKS, TFLITE, ModelRecord, RecordError
+from modelzoo_models.contract import (
+    AUTO,
+    LITERT,
+    RUNTIMES,
+    TASKS,
+    TENSOR,
+    TENSORFLOW,
+    TFLITE,
+    ModelRecord,
+    RecordError,
+)
 
 GROUP = "modelzoo.dev"
 VERSION = "v1alpha1"
@@ -142,6 +152,22 @@ class ModelSpec:
     def min_replicas(self) -> int:
         """Replicas the model keeps at least (the autoscaler's floor when autoscaled)."""
         return self.autoscaling.min_replicas if self.autoscaling else self.replicas
+
+    @property
+    def served_runtime(self) -> str:
+        """The server's --runtime: the spec's, else TensorFlow on a GPU and auto on a CPU."""
+        return self.runtime or (TENSORFLOW if self.gpu > 0 else AUTO)
+
+    @property
+    def prepared(self) -> bool:
+        """A graph from `source` that LiteRT may serve: the pod's `prepare-model` init
+        container converts and verifies it first. Not a tensor model, whose verification
+        would need images through a preprocessing it does not have."""
+        return (
+            self.record is not None
+            and self.record.task != TENSOR
+            and self.served_runtime != TENSORFLOW
+        )
 
 
 @dataclass(frozen=True)

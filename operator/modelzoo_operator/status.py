@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from modelzoo_models.contract import LITERT, TENSORFLOW
 from modelzoo_operator.builders import grpc_address, model_url
 from modelzoo_operator.settings import Settings
 from modelzoo_operator.spec import ModelSpec, ZooSpec
@@ -66,6 +67,22 @@ def model_phase(
     return deployment_phase(deployment, floor)
 
 
+def model_runtime(model: ModelSpec, outcome: tuple[str, str] | None) -> tuple[str, str]:
+    """(runtime, why) of the model's pods: from the spec where it decides, else from what
+    the pods' prepare step found (`outcome`, pod_runtime.py); ("", "") until one says."""
+    if model.served_runtime == TENSORFLOW:
+        if model.runtime:
+            return TENSORFLOW, "the spec asks for runtime tensorflow"
+        return TENSORFLOW, "a GPU pod runs the graph on TensorFlow"
+    if model.record is None:  # a zoo entry: its catalog record decides
+        if model.on_litert:
+            return LITERT, "the zoo entry's verified .tflite"
+        return TENSORFLOW, "the zoo entry has no verified .tflite (see its catalog record)"
+    if not model.prepared:
+        return TENSORFLOW, "a tensor model is not prepared for LiteRT (it is verified on images)"
+    return outcome or ("", "")
+
+
 def _condition(
     kind: str,
     true: bool,
@@ -95,6 +112,7 @@ def _model_entry(
     deployment: Mapping[str, Any] | None,
     failure: str | None,
     pod_failure: str | None,
+    outcome: tuple[str, str] | None,
     settings: Settings,
 ) -> dict[str, Any]:
     """One model's line of `status.models`."""
@@ -116,6 +134,9 @@ def _model_entry(
         phase=phase,
         message=message,
     )
+    runtime, why = model_runtime(model, outcome)
+    if runtime:
+        entry.update(runtime=runtime, runtimeReason=why)
     return entry
 
 
@@ -170,14 +191,17 @@ def zoo_status(
     previous: Mapping[str, Any] | None,
     now: str,
     pod_failures: Mapping[str, str] | None = None,
+    runtimes: Mapping[str, tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
     """The complete status: per model, the summary columns and the three conditions.
 
     `deployments` maps model names to their live Deployments; `failures` maps model
     names to why they cannot work (spec problems, a missing PVC, a refused apply);
-    `pod_failures` to why their pods do not start (pod_failures.py).
+    `pod_failures` to why their pods do not start (pod_failures.py); `runtimes` to what
+    their prepare step chose (pod_runtime.py).
     """
     pod_failures = pod_failures or {}
+    runtimes = runtimes or {}
     by_name = {m.name: m for m in zoo.models}
     models = [
         _model_entry(
@@ -187,6 +211,7 @@ def zoo_status(
             deployments.get(name),
             failures.get(name) or zoo.problems.get(name),
             pod_failures.get(name),
+            runtimes.get(name),
             settings,
         )
         for name in zoo.all_names

@@ -16,7 +16,6 @@ from aiohttp.log import access_logger
 from opentelemetry.trace import Tracer
 
 from modelzoo_models.contract import RecordError, Unservable
-from modelzoo_models.saved_model import is_saved_model
 from modelzoo_server import access_log, tracing
 from modelzoo_server.app import create_app
 from modelzoo_server.appkeys import DRAIN, MODEL
@@ -25,27 +24,24 @@ from modelzoo_server.grpc_server import GrpcServer
 from modelzoo_server.imaging import ImageLimits
 from modelzoo_server.metrics import Metrics
 from modelzoo_server.model import ServedModel
-from modelzoo_server.model_entry import ModelEntry, from_catalog, from_files
+from modelzoo_server.model_entry import ModelEntry, from_catalog
 from modelzoo_server.runtime import configure_threads
-from modelzoo_server.runtimes import TENSORFLOW
+from modelzoo_server.runtimes import TENSORFLOW, reason
 from modelzoo_server.runtimes import choose as choose_runtime
-from modelzoo_server.saved_models import frozen_entry
 from modelzoo_server.settings import Settings, parse_settings
+from modelzoo_server.user_graph import graph_entry
 
 log = logging.getLogger("modelzoo")
 
 
 def resolve_entry(settings: Settings) -> ModelEntry:
+    """The model to serve and its record: the zoo's catalog, or the prepare step's."""
     if settings.zoo:
         entry = from_catalog(settings.model_dir, settings.zoo, settings.name)
         if settings.sha256 and entry.sha256 and settings.sha256.lower() != entry.sha256:
             raise RecordError(f"--sha256 does not match the catalog's sha256 for {settings.zoo!r}")
         return entry
-    assert settings.graph is not None
-    if is_saved_model(settings.graph):
-        return frozen_entry(settings)
-    assert settings.signature is not None
-    return from_files(settings.graph, settings.signature, settings.name, settings.sha256)
+    return graph_entry(settings)
 
 
 def process_age() -> float:
@@ -67,6 +63,7 @@ def build_model(
     """Resolve, check, import and warm up the model (blocking)."""
     entry = resolve_entry(settings)
     runtime = choose_runtime(entry, settings.runtime)
+    log.info("%s runs on %s: %s", entry.name, runtime, reason(entry, settings.runtime, runtime))
     if runtime == TENSORFLOW:  # on LiteRT, TensorFlow is never imported
         configure_threads(settings.intra_op_threads, settings.inter_op_threads)
     model = ServedModel(

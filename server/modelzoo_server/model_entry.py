@@ -13,6 +13,7 @@ import yaml
 from modelzoo_models.contract import (
     CATALOG_FILE,
     GRAPHDEF,
+    Artifact,
     ModelRecord,
     Preprocessing,
     RecordError,
@@ -27,10 +28,23 @@ class ModelEntry:
     path: Path
     sha256: str | None
     signature: Signature
+    # Where the record's artifacts lie: beside the graph for a zoo entry, in the prepare
+    # step's folder for a user's graph (modelzoo_models.prepared).
+    artifact_dir: Path | None = None
 
     @classmethod
-    def of(cls, record: ModelRecord, path: Path, name: str, sha256: str | None) -> ModelEntry:
-        return cls(name, record, path, sha256, Signature.from_record(record))
+    def of(
+        cls,
+        record: ModelRecord,
+        path: Path,
+        name: str,
+        sha256: str | None,
+        artifact_dir: Path | None = None,
+    ) -> ModelEntry:
+        return cls(name, record, path, sha256, Signature.from_record(record), artifact_dir)
+
+    def artifact_path(self, artifact: Artifact) -> Path:
+        return (self.artifact_dir or self.path.parent) / artifact.file
 
     @property
     def task(self) -> str:

@@ -38,6 +38,16 @@ def choose(entry: ModelEntry, wanted: str) -> str:
     return wanted
 
 
+def reason(entry: ModelEntry, wanted: str, runtime: str) -> str:
+    """Why `choose` gave `runtime`, in words for the start-up log."""
+    if wanted != AUTO:
+        return f"--runtime {wanted}"
+    tflite = entry.record.artifact(TFLITE)
+    if runtime == LITERT and tflite is not None and tflite.verified is not None:
+        return f"verified .tflite, {tflite.verified.summary()}"
+    return entry.record.notes.get(TFLITE, "no verified .tflite")
+
+
 def import_runtime(runtime: str) -> None:
     """Import the runtime's library (TensorFlow takes seconds, LiteRT a fraction), so that
     the start-up log can tell that time from the model's own load."""
@@ -57,7 +67,7 @@ def load_runtime(
 
         tflite = entry.record.artifact(TFLITE)
         assert tflite is not None, "choose() refuses LiteRT without a .tflite"
-        path = entry.path.parent / tflite.file  # artifacts lie next to each other
+        path = entry.artifact_path(tflite)
         return load_tflite(
             path, entry.signature, tflite.sha256, feed_limits, threads, limits.max_file_bytes
         )

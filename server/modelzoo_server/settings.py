@@ -21,6 +21,9 @@ class Settings:
     graph: Path | None
     signature: Path | None
     signature_name: str  # the SavedModel signature served (with a SavedModel --graph)
+    # The prepare step's folder for --graph (modelzoo_models.prepared); None: the server
+    # prepares the graph itself, into a temporary folder.
+    prepared: Path | None
     name: str
     model_dir: Path
     sha256: str | None
@@ -79,6 +82,16 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help=f"the SavedModel signature to serve (default {DEFAULT_SIGNATURE})",
     )
     model.add_argument(
+        "--prepared",
+        type=Path,
+        metavar="DIR",
+        default=default("prepared", None),
+        help="with --graph: the folder where `modelzoo-prepare --prepared DIR` (a pod's "
+        "prepare-model init container) wrote the graph's record, which names its verified "
+        ".tflite or says why there is none; the server then converts nothing. Without it, "
+        "the server runs that prepare step itself first (unless --runtime tensorflow)",
+    )
+    model.add_argument(
         "--name", default=default("name", None), help="served model name (default: the zoo entry)"
     )
     model.add_argument(
@@ -98,7 +111,8 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         default=default("runtime", AUTO),
         choices=RUNTIMES,
         help="litert: the record's verified .tflite, without TensorFlow; tensorflow: the graph; "
-        "auto (default): litert where the record has a verified .tflite, else tensorflow",
+        "auto (default): litert where the record has a verified .tflite, else tensorflow. "
+        "The record: the zoo's catalog for --zoo, the prepare step's for --graph",
     )
     net = p.add_argument_group("network")
     net.add_argument("--host", default=default("host", "127.0.0.1"))
@@ -187,6 +201,8 @@ def parse_settings(
         parser.error("give exactly one of --zoo NAME or --graph PATH (with --signature FILE)")
     if args.graph and not args.signature and not is_saved_model(args.graph):
         parser.error("--graph needs --signature FILE describing its input and output tensors")
+    if args.prepared and not args.graph:
+        parser.error("--prepared goes with --graph (a zoo entry's record is its catalog's)")
     for flag in (
         "max_body_bytes",
         "max_pixels",
@@ -215,6 +231,7 @@ def parse_settings(
         graph=args.graph,
         signature=args.signature,
         signature_name=args.signature_name,
+        prepared=args.prepared,
         # `model.tar.gz` is served as `model`.
         name=args.name or args.zoo or Path(args.graph.name.removesuffix(".tar.gz")).stem,
         model_dir=args.model_dir,

@@ -91,10 +91,20 @@ def test_a_source_url_model_is_fetched_checked_and_served(
                 "signature": meta["signature"],
             }
 
+        sha = hashlib.sha256(graph).hexdigest()
+        # The same graph as an image classifier: its pod's prepare-model init container
+        # converts and verifies it, and the server runs the .tflite on LiteRT.
+        classifier = {
+            **model(sha),
+            "name": "faces",
+            "task": "image-classification",
+            "preprocessing": meta["preprocessing"],
+            "labels": meta["labels"],
+        }
         good, bad = f"fetched-{uuid.uuid4().hex[:6]}", f"refused-{uuid.uuid4().hex[:6]}"
         t0 = time.monotonic()
-        for zoo, sha in ((bad, "0" * 64), (good, hashlib.sha256(graph).hexdigest())):
-            real_cluster.kubectl("apply", "-f", "-", input=json.dumps(zoo_doc(zoo, ns, model(sha))))
+        for zoo in (zoo_doc(bad, ns, model("0" * 64)), zoo_doc(good, ns, model(sha), classifier)):
+            real_cluster.kubectl("apply", "-f", "-", input=json.dumps(zoo))
 
         # A wrong sha256: Degraded with the fetch's own reason within a minute, long
         # before the Deployment's progress deadline (startup seconds + 60).
@@ -110,6 +120,15 @@ def test_a_source_url_model_is_fetched_checked_and_served(
 
         wait_for_zoo(real_cluster, ns, good, timeout=300)
     assert fetched and set(fetched) == {"/emotion.pb"}
+
+    def runtimes() -> dict[str, tuple[str, str]] | None:
+        models = get_json(real_cluster, "modelzoo", good, "-n", ns)["status"]["models"]
+        found = {m["name"]: (m.get("runtime"), m.get("runtimeReason", "")) for m in models}
+        return found if all(runtime for runtime, _ in found.values()) else None
+
+    found = eventually(runtimes, 60, "each model's runtime in the status")
+    assert found["faces"][0] == "litert" and found["faces"][1].startswith("verified"), found
+    assert found["feelings"][0] == "tensorflow", found  # a tensor model is never converted
 
     expected = tensorflow_answer(graph, meta["signature"], FACE)
     name = meta["signature"]["outputs"][0]["name"]
@@ -132,7 +151,15 @@ def test_a_source_url_model_is_fetched_checked_and_served(
         np.testing.assert_array_equal(result.as_numpy(name), output(answer, name))
     finally:
         client.close()
-    print(f"wrong sha256 -> Degraded in {degraded_s:.1f}s")
+    # The classifier's pod answers from the .tflite, within the prepare step's tolerance.
+    code, lite = v2_infer(
+        wait_routed(service_address(real_cluster, ns, good, "faces", "http")),
+        "faces",
+        v2_body(meta["signature"]["inputs"][0]["name"], FACE),
+    )
+    assert code == 200, lite
+    np.testing.assert_allclose(output(lite, name), expected, atol=1e-3)
+    print(f"wrong sha256 -> Degraded in {degraded_s:.1f}s; faces on {found['faces']}")
 
 
 def secret_doc(namespace: str, name: str, data: dict[str, str]) -> str:

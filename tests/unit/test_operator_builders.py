@@ -237,7 +237,7 @@ def test_a_url_model_is_fetched_by_an_init_container_and_checked(tmp_path):
     sample = SAMPLES["url-batching-autoscaling"]
     manifests = built(sample)
     spec = pod(manifests)
-    (init,) = spec["initContainers"]
+    init, _ = spec["initContainers"]  # then prepare-model (test_operator_prepare.py)
     assert init["command"] == ["modelzoo-fetch"]
     assert init["args"] == [
         "--url", sample["source"]["url"], "--sha256", sha_of(sample), "--out", "/models/model.pb"

@@ -88,6 +88,8 @@ def test_ready_only_when_every_model_has_its_ready_replicas():
         "grpcAddress": "demo-classify.ml.svc.cluster.local:8081",
         "phase": "Ready",
         "message": "2/2 replicas ready",
+        "runtime": "tensorflow",
+        "runtimeReason": "the zoo entry has no verified .tflite (see its catalog record)",
     }
 
 
