@@ -164,16 +164,25 @@ def test_a_url_model_pod_fetches_checks_and_serves(zoo_dir: Path, tmp_path: Path
     config.mkdir()
     for name, text in manifests["ConfigMap"]["data"].items():
         (config / name).write_text(text)
-    mapping = {builders.GRAPH_MOUNT: str(volumes), builders.SIGNATURE_MOUNT: str(config)}
+    prepared, message = tmp_path / "prepared", tmp_path / "termination-log"
+    prepared.mkdir()
+    mapping = {
+        builders.GRAPH_MOUNT: str(volumes),
+        builders.SIGNATURE_MOUNT: str(config),
+        builders.PREPARED_MOUNT: str(prepared),
+        builders.TERMINATION_LOG: str(message),
+    }
 
-    (init,) = spec["initContainers"]
-    fetch = (
-        executable(init["command"])
-        + local_args(init["args"] + ["--host", "-", "--port", "-"], mapping, 0)[:-4]
-    )
+    init, prepare = spec["initContainers"]
+    fetch = executable(init["command"]) + map_paths(init["args"], mapping)
     result = subprocess.run(fetch, env=container_env(init), capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (volumes / "model.pb").read_bytes() == graph.read_bytes()
+    # mtcnn does not convert: the prepare step says so, and TensorFlow serves the graph.
+    steps = executable(prepare["command"]) + map_paths(prepare["args"], mapping)
+    result = subprocess.run(steps, env=container_env(prepare), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert message.read_text().startswith("tensorflow: "), message.read_text()
 
     (container,) = spec["containers"]
     with running(container, mapping, tmp_path) as url:
