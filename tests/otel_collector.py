@@ -46,6 +46,7 @@ class Collector:
     grpc_endpoint: str  # http://127.0.0.1:PORT, what OTEL_EXPORTER_OTLP_ENDPOINT takes
     http_endpoint: str
     spans_file: Path
+    pid: int  # the collector's process (the bench reads its CPU time)
 
     def spans(self) -> list[Span]:
         """Every span written so far (the exporter flushes about once a second)."""
@@ -123,8 +124,7 @@ def otel_collector(bin_dir: Path, workdir: Path, timeout: float = 60.0) -> Itera
             if time.monotonic() > deadline:
                 raise TimeoutError(f"otelcol not listening after {timeout}s:\n{log.read_text()}")
             time.sleep(0.1)
-        yield Collector(
-            f"http://127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}", spans_file
-        )
+        grpc_url, http_url = f"http://127.0.0.1:{grpc_port}", f"http://127.0.0.1:{http_port}"
+        yield Collector(grpc_url, http_url, spans_file, process.pid)
     finally:
         stop(process, grace=10)

@@ -25,6 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write every cell as JSON here")
     parser.add_argument("--models", help="comma-separated zoo entries (default: the plan's)")
     parser.add_argument("--keep-logs", type=Path, help="keep the servers' logs in this folder")
+    parser.add_argument(
+        "--sections",
+        help="comma-separated sections to run, to iterate on some (default: all; the report "
+        "lists the others as not measured): run.py's SECTIONS without `_section`, e.g. "
+        "models,tracing,litert",
+    )
     args = parser.parse_args(argv)
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -36,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from modelzoo_server.runtime import configure_threads
     from tests.bench import machine, report, targets
     from tests.bench.plan import FULL, QUICK, skipped_by_plan
-    from tests.bench.run import Context, run, stderr_log
+    from tests.bench.run import SECTIONS, Context, run, section_name, stderr_log
     from tests.bench.venvs import KSERVE_VERSION
 
     started = time.monotonic()
@@ -44,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     if args.models:
         plan = replace(plan, models=tuple(m.strip() for m in args.models.split(",") if m.strip()))
+    only = None
+    if args.sections:
+        only = {s.strip() for s in args.sections.split(",") if s.strip()}
+        unknown = only - {section_name(s) for s in SECTIONS}
+        if unknown:
+            known = ", ".join(section_name(s) for s in SECTIONS)
+            parser.error(f"--sections: no section {', '.join(sorted(unknown))} (known: {known})")
     # The bench's own TensorFlow (raw graph, in-process pipeline) sized like the server's.
     configure_threads(available_cpus(), 2)
     load_start = machine.load_average()
@@ -54,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         work.mkdir(parents=True, exist_ok=True)
         ctx = Context(plan=plan, model_dir=model_dir, work=work, log=log)
         ctx.skipped.extend(skipped_by_plan(plan))
-        run(ctx)
+        run(ctx, only)
     facts = machine.describe()
     judged = targets.judge(ctx)
     meta = {

@@ -41,12 +41,16 @@ class Load:
     capped: bool = False
     latencies: list[float] = field(default_factory=list)
     first_error: str = ""
+    # This process's CPU time over `seconds` (every thread's): for a served cell, what the
+    # load generator itself took of the machine.
+    cpu_seconds: float = 0.0
 
     def merge(self, other: Load) -> None:
         """Add another slice of the same cell."""
         self.completed += other.completed
         self.errors += other.errors
         self.seconds += other.seconds
+        self.cpu_seconds += other.cpu_seconds
         self.capped = self.capped or other.capped
         self.latencies.extend(other.latencies)
         self.first_error = self.first_error or other.first_error
@@ -66,7 +70,7 @@ async def closed_loop(
     await asyncio.gather(*(send(i) for i in range(warmup)), return_exceptions=True)
 
     issued = 0
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     deadline = started + cap_s
 
     async def client() -> None:
@@ -88,6 +92,7 @@ async def closed_loop(
 
     await asyncio.gather(*(client() for _ in range(concurrency)))
     load.seconds = time.perf_counter() - started
+    load.cpu_seconds = time.process_time() - cpu
     return load
 
 
@@ -142,7 +147,7 @@ def drive_threads(
         work(index)
     lock = threading.Lock()
     issued = 0
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     deadline = started + cap_s
 
     def client() -> None:
@@ -173,4 +178,5 @@ def drive_threads(
         for future in [pool.submit(client) for _ in range(concurrency)]:
             future.result()
     load.seconds = time.perf_counter() - started
+    load.cpu_seconds = time.process_time() - cpu
     return load

@@ -7,9 +7,12 @@ import math
 import os
 from pathlib import Path
 
+from tests.bench.litert import CEILING_PATHS, TF_SERVED
+from tests.bench.peers import KSERVE_COUNTERPART, KSERVE_NAIVE, KSERVE_TUNED
 from tests.bench.run import Context
 from tests.bench.stats import Cell
 from tests.bench.targets import Target, batching_gains
+from tests.bench.tracing_cost import OFF, ON
 
 # The measurements table's columns: the smoke test reads them back.
 COLUMNS = (
@@ -35,12 +38,18 @@ MEASUREMENTS_HEADING = "## Measurements"
 
 PATH_ORDER = (
     "raw graph",
+    *CEILING_PATHS,
     "in-process",
     "served /infer",
     "served V2",
     "served gRPC",
+    TF_SERVED,
+    OFF,
+    ON,
     "mtcnn package",
-    "KServe V2",
+    KSERVE_COUNTERPART,
+    KSERVE_NAIVE.path,
+    KSERVE_TUNED.path,
 )
 
 # How each path's tensors or images travel (the measurements table's "wire" column).
@@ -51,7 +60,11 @@ WIRE = {
     "served V2": "REST: HTTP/1.1, JSON header + binary tensors",
     "served gRPC": "gRPC: HTTP/2, protobuf with raw_input_contents",
     "mtcnn package": "none (in process)",
-    "KServe V2": "REST: HTTP/1.1, JSON header + binary tensors",
+    KSERVE_NAIVE.path: "REST: HTTP/1.1, JSON header + binary tensors",
+    KSERVE_TUNED.path: "gRPC: HTTP/2, protobuf with raw_input_contents",
+    KSERVE_COUNTERPART: "gRPC: HTTP/2, protobuf with raw_input_contents",
+    **dict.fromkeys(CEILING_PATHS, "none (in process)"),
+    **dict.fromkeys((TF_SERVED, OFF, ON), "REST: HTTP/1.1, JSON header + binary tensors"),
 }
 
 
@@ -127,7 +140,8 @@ def write_markdown(
         "",
         "## Targets",
         "",
-        "Issue 7's targets, judged from this run (the tests never assert them).",
+        "Issue 7's targets, issue 13's (LiteRT) and tracing's, judged from this run (the "
+        "tests never assert them).",
         "",
         *_table(
             ("target", "needed", "measured", "result"),
@@ -297,21 +311,45 @@ def write_markdown(
         "- **Answers**: every V2 answer, REST and gRPC, is decoded with tritonclient and "
         "checked against the raw graph's outputs for the same tensors (same outputs, shapes "
         "and dtypes, values within a float tolerance, and for classifiers the same top "
-        "label); a wrong answer counts as an error, never as a latency. `/infer` and KServe "
-        "answers only need HTTP 200.",
+        "label); a wrong answer counts as an error, never as a latency. KServe's answers, "
+        "REST and gRPC, are checked the same way; `/infer` answers only need HTTP 200.",
         "- **`mtcnn` package**: `MTCNN().detect_faces` on the same JPEGs (decoding "
         "included, as for `/infer`), in the bench process, `c` threads sharing one detector.",
         "- **KServe**: `kserve` "
         f"{meta['kserve_version']} in its own venv (`$MODELZOO_CACHE/bench/`), "
-        "`ModelServer` with its default flags (one worker) serving the same frozen graph "
-        "through `tests/bench/kserve_model.py` (a synchronous `predict`, as KServe's "
-        "custom-model docs write it), driven with the same V2 payloads.",
+        "`ModelServer` serving the same frozen graph through `tests/bench/kserve_model.py` "
+        "in two set-ups. *Naive* (`KServe V2, naive`): default flags, a synchronous "
+        "`predict` as KServe's custom-model docs write it, the same REST V2 payloads as "
+        "`served V2`. *Tuned* (`KServe gRPC, tuned`): the pruned function with an input "
+        "signature (as ModelZoo's TensorFlow runtime), an async `predict` handing the graph "
+        "call to the loop's executor, `--max_asyncio_workers` as large as ModelZoo's "
+        "executor, one worker (`--workers` forks REST processes only), driven like "
+        "`served gRPC`: KServe's REST decoder turns binary tensors into Python lists, its "
+        "gRPC servicer does not (see *Where KServe's time goes*). Beside it, like for like, "
+        f"`{KSERVE_COUNTERPART}`: ModelZoo's server on the same graph and TensorFlow "
+        "(`--runtime tensorflow`, where it would pick LiteRT by default), batching off (one "
+        "graph call a request, as KServe), the same gRPC client.",
         "- The client shares the machine's cores with the server it measures; so does "
         "every peer's.",
         "",
     ]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines))
+
+
+def _kserve_pairs() -> list[tuple[tuple[str, str], tuple[str, str], str]]:
+    """Ours ÷ KServe on the same wire: REST V2 ÷ the naive set-up, gRPC ÷ the tuned one
+    (the server as it runs by default, then its like-for-like counterpart)."""
+    pairs = []
+    for ours, setup in (
+        ("served V2", KSERVE_NAIVE),
+        ("served gRPC", KSERVE_TUNED),
+        (KSERVE_COUNTERPART, KSERVE_TUNED),
+    ):
+        for batching in ("on", "off", "n/a"):
+            label = f"{ours}{'' if batching == 'n/a' else f', batching {batching}'}"
+            pairs.append(((ours, batching), (setup.path, "n/a"), f"{label} ÷ {setup.path}"))
+    return pairs
 
 
 def headline_rows(ctx: Context) -> list[list[str]]:
@@ -329,9 +367,7 @@ def headline_rows(ctx: Context) -> list[list[str]]:
         (("served gRPC", "off"), ("served V2", "off"), "gRPC ÷ REST V2, batching off"),
         (("served gRPC", "n/a"), ("served V2", "n/a"), "gRPC ÷ REST V2"),
         (("served /infer", "n/a"), ("mtcnn package", "n/a"), "served /infer ÷ `mtcnn` package"),
-        (("served V2", "on"), ("KServe V2", "n/a"), "served V2, batching on ÷ KServe V2"),
-        (("served V2", "off"), ("KServe V2", "n/a"), "served V2, batching off ÷ KServe V2"),
-        (("served V2", "n/a"), ("KServe V2", "n/a"), "served V2 ÷ KServe V2"),
+        *_kserve_pairs(),
     ]
     rows = []
     for model in ctx.plan.models:
@@ -373,7 +409,10 @@ STYLES = {
     ("served gRPC", "off"): ("served gRPC, batching off", "tab:purple", "--", "v"),
     ("served gRPC", "n/a"): ("served gRPC (model does not batch)", "tab:purple", "-", "v"),
     ("mtcnn package", "n/a"): ("mtcnn package detect_faces", "tab:red", "-", "D"),
-    ("KServe V2", "n/a"): ("KServe ModelServer V2", "tab:orange", "-", "D"),
+    (KSERVE_NAIVE.path, "n/a"): ("KServe ModelServer REST V2, naive", "tab:orange", "--", "D"),
+    (KSERVE_TUNED.path, "n/a"): ("KServe ModelServer gRPC, tuned", "tab:orange", "-", "D"),
+    (KSERVE_COUNTERPART, "off"): ("served gRPC on TensorFlow, batching off", "tab:brown", "-", "v"),
+    (KSERVE_COUNTERPART, "n/a"): ("served gRPC on TensorFlow", "tab:brown", "-", "v"),
 }
 
 

@@ -14,10 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from modelzoo_models.contract import TENSORFLOW
 from modelzoo_server.cpu import available_cpus
 from modelzoo_server.model import can_batch
-from modelzoo_server.model_entry import RecordError, from_catalog
+from modelzoo_server.model_entry import ModelEntry, RecordError, from_catalog
 from modelzoo_server.tasks.image_classification import ImageClassification
 from tests.bench import answers, inprocess, peers, served, venvs
 from tests.bench.grpc_load import GrpcRequest, drive_grpc
@@ -25,6 +27,10 @@ from tests.bench.loadgen import HttpRequest, Load, drive_http
 from tests.bench.plan import CLASSIFIER, FACES, KSERVE_MODELS, MEMORY_MODEL, Plan
 from tests.bench.stats import Cell
 from tests.bench.workload import Workload, workload
+
+if TYPE_CHECKING:  # their modules import this one
+    from tests.bench.litert import LiteRTFigures
+    from tests.bench.tracing_cost import TracingCost
 
 
 @dataclass
@@ -67,6 +73,9 @@ class Context:
     memory: Memory | None = None
     sections: list[Section] = field(default_factory=list)
     kserve_python: Path | None = None
+    kserve_cause: str = ""  # kserve_profile.py: where KServe's time goes, in one sentence
+    litert: LiteRTFigures | None = None  # litert.py
+    tracing: TracingCost | None = None  # tracing_cost.py
 
     def find(self, model: str, path: str, batching: str, concurrency: int, batch: int = 1):
         for cell in self.cells:
@@ -144,6 +153,7 @@ def cell_from_load(
         latencies=load.latencies,
         capped=load.capped,
         planned=planned,
+        client_cpu_seconds=load.cpu_seconds,
     )
 
 
@@ -169,12 +179,14 @@ def models_section(ctx: Context) -> None:
 
 
 def measure_model(ctx: Context, work: Workload) -> None:
-    """Raw graph, then per concurrency: in-process, served (on/off × /infer, REST V2, gRPC
-    V2), peers.
+    """Raw graph (and LiteRT's ceiling), then per concurrency: in-process, served (on/off ×
+    /infer, REST V2, gRPC V2; REST V2 on TensorFlow for entries served on LiteRT), peers.
 
     Every server of the model is started first and stays up (idle when not measured), so
     each concurrency's cells run back to back, minutes closer to their baseline.
     """
+    from tests.bench import litert  # it imports this module
+
     plan, entry = ctx.plan, work.entry
     name = entry.name
     ctx.log(f"== {name} ({entry.task}, {'batches' if can_batch(entry) else 'does not batch'})")
@@ -195,6 +207,8 @@ def measure_model(ctx: Context, work: Workload) -> None:
     # V2 answers, REST and gRPC alike, must be the raw graph's for the same tensors.
     top = loaded.task.output_name if isinstance(loaded.task, ImageClassification) else None
     right = answers.reference(loaded.graph.run, work.feeds, top)
+    # LiteRT's own ceiling beside the raw graph's, for entries served on LiteRT.
+    litert.ceiling(ctx, work, right, raw[1])
     endpoints: list[tuple[str, list[HttpRequest]]] = [
         ("served /infer", work.infer_requests),
         ("served V2", work.v2_requests(name, right)),
@@ -212,15 +226,9 @@ def measure_model(ctx: Context, work: Workload) -> None:
             except (RuntimeError, TimeoutError, OSError) as exc:
                 ctx.skipped.append((f"{name} served, batching {batching}", f"no server: {exc}"))
                 ctx.log(f"server for {name} (batching {batching}) failed: {exc}")
-        kserve_url = None
-        if name in KSERVE_MODELS and ctx.kserve_python is not None:
-            try:
-                kserve_url, _ = stack.enter_context(
-                    peers.kserve_server(ctx.kserve_python, entry, ctx.work / f"kserve-{name}.log")
-                )
-            except (RuntimeError, TimeoutError, OSError) as exc:
-                ctx.skipped.append((f"{name} behind KServe", f"KServe failed: {exc}"))
-                ctx.log(f"KServe for {name} failed: {exc}")
+        kserve = kserve_peers(ctx, entry, stack)
+        # An entry served on LiteRT, served again on TensorFlow (the first config's flags).
+        tensorflow = litert.tensorflow_server(ctx, entry, configs[0][1], stack)
 
         for c in plan.concurrencies:
             # One fixed request count for every path at this concurrency, from the raw
@@ -231,6 +239,7 @@ def measure_model(ctx: Context, work: Workload) -> None:
             cap = plan.cell_cap_seconds / plan.slices
             warm = max(c, warmup)
             jobs: dict[tuple[str, str], Callable[[bool], Load]] = {}
+            metrics_url: dict[tuple[str, str], str] = {}  # whose batch sizes a job reads
             # (2) the in-process pipeline: this concurrency's baseline
             jobs["in-process", "n/a"] = partial(inprocess.pipeline, loaded, c, per_slice, cap)
             # (3) ModelZoo's server: /infer and V2, batching on and off where it batches
@@ -239,19 +248,29 @@ def measure_model(ctx: Context, work: Workload) -> None:
                     jobs[path, batching] = partial(
                         _http_job, server.url, requests, c, per_slice, cap, warm
                     )
+                    metrics_url[path, batching] = server.url
                 if server.grpc_address is not None:
                     jobs["served gRPC", batching] = partial(
                         _grpc_job, server.grpc_address, name, grpc_requests, c, per_slice, cap, warm
                     )
+                    metrics_url["served gRPC", batching] = server.url
+            if tensorflow is not None and c in litert.TF_CONCURRENCIES:
+                key = (litert.TF_SERVED, configs[0][0])
+                v2 = endpoints[1][1]
+                jobs[key] = partial(_http_job, tensorflow.url, v2, c, per_slice, cap, warm)
+                metrics_url[key] = tensorflow.url
             # (4) what a user would run instead
             if name == FACES and c in plan.peer_concurrencies_mtcnn:
                 jobs["mtcnn package", "n/a"] = partial(
                     peers.mtcnn_package, work.jpegs, c, per_slice, cap
                 )
-            if kserve_url is not None:
-                requests = work.v2_requests(name)
-                jobs["KServe V2", "n/a"] = partial(
-                    _http_job, kserve_url, requests, c, per_slice, cap, warm
+            for peer in kserve:  # answers checked as the served ones
+                jobs[peer.path, peer.batching] = (
+                    partial(
+                        _grpc_job, peer.grpc_address, name, grpc_requests, c, per_slice, cap, warm
+                    )
+                    if peer.grpc_address is not None
+                    else partial(_http_job, peer.url, endpoints[1][1], c, per_slice, cap, warm)
                 )
 
             ctx.log(
@@ -263,10 +282,10 @@ def measure_model(ctx: Context, work: Workload) -> None:
             batches = {key: [0.0, 0.0] for key in jobs}
             for index in range(plan.slices):
                 for key, job in jobs.items():
-                    server = servers.get(key[1]) if key[0].startswith("served") else None
-                    before = served.batch_totals(server.url, name) if server else (0.0, 0.0)
+                    url = metrics_url.get(key)
+                    before = served.batch_totals(url, name) if url else (0.0, 0.0)
                     loads[key].merge(job(index == 0))
-                    after = served.batch_totals(server.url, name) if server else (0.0, 0.0)
+                    after = served.batch_totals(url, name) if url else (0.0, 0.0)
                     batches[key][0] += after[0] - before[0]
                     batches[key][1] += after[1] - before[1]
             planned = per_slice * plan.slices
@@ -304,6 +323,51 @@ def prepare_kserve(ctx: Context) -> None:
             )
         )
     ctx.kserve_python = python
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A server of the KServe comparison: its cells' (path, batching) and where to send."""
+
+    path: str
+    batching: str
+    url: str
+    grpc_address: str | None  # set: driven over gRPC; None: over REST V2
+
+
+def kserve_peers(ctx: Context, entry: ModelEntry, stack: contextlib.ExitStack) -> list[Peer]:
+    """KServe's ModelServer in each set-up (naive, tuned), and ModelZoo's server as the
+    tuned one's counterpart (peers.KSERVE_COUNTERPART), kept up by `stack`."""
+    if entry.name not in KSERVE_MODELS or ctx.kserve_python is None:
+        return []
+    running = []
+    for setup in peers.KSERVE_SETUPS:
+        log = ctx.work / f"kserve-{entry.name}-{'tuned' if setup.tuned else 'naive'}.log"
+        try:
+            server = stack.enter_context(peers.kserve_server(ctx.kserve_python, entry, log, setup))
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            ctx.skipped.append((f"{entry.name}, {setup.path}", f"KServe failed: {exc}"))
+            ctx.log(f"{setup.path} for {entry.name} failed: {exc}")
+            continue
+        grpc = server.grpc_address if setup.grpc else None
+        running.append(Peer(setup.path, "n/a", server.url, grpc))
+    flags = [*ctx.plan.batching_off, "--runtime", TENSORFLOW]
+    log = ctx.work / f"server-{entry.name}-kserve-counterpart.log"
+    try:
+        ours = stack.enter_context(served.modelzoo_server(entry.name, ctx.model_dir, flags, log))
+    except (RuntimeError, TimeoutError, OSError) as exc:
+        ctx.skipped.append((f"{entry.name}, {peers.KSERVE_COUNTERPART}", f"no server: {exc}"))
+        return running
+    batching = "off" if can_batch(entry) else "n/a"
+    running.append(Peer(peers.KSERVE_COUNTERPART, batching, ours.url, ours.grpc_address))
+    return running
+
+
+def kserve_profile_section(ctx: Context) -> None:
+    """py-spy inside KServe's process, naive and tuned (tests/bench/kserve_profile.py)."""
+    from tests.bench import kserve_profile  # it imports this module
+
+    kserve_profile.section(ctx)
 
 
 # -- resident memory -----------------------------------------------------------------------
@@ -372,6 +436,25 @@ def memory_section(ctx: Context) -> None:
     )
 
 
+# -- tracing, LiteRT ------------------------------------------------------------------------
+
+
+def tracing_section(ctx: Context) -> None:
+    """The classifier with tracing off and on, and what the off path's no-op calls cost
+    (tests/bench/tracing_cost.py)."""
+    from tests.bench import tracing_cost
+
+    tracing_cost.section(ctx)
+
+
+def litert_section(ctx: Context) -> None:
+    """Start-up and memory against a bare LiteRT process, and the LiteRT part of the
+    report (tests/bench/litert.py; its cells come from `measure_model`)."""
+    from tests.bench import litert
+
+    litert.section(ctx)
+
+
 # -- the operator ----------------------------------------------------------------------------
 
 
@@ -431,15 +514,27 @@ def real_node_section(ctx: Context) -> None:
 SECTIONS: tuple[Callable[[Context], None], ...] = (
     prepare_kserve,
     models_section,
+    kserve_profile_section,
     memory_section,
+    tracing_section,
+    litert_section,
     operator_section,
     real_node_section,
 )
 
 
-def run(ctx: Context) -> None:
+def section_name(section: Callable[[Context], None]) -> str:
+    """What `--sections` calls it: `models_section` is `models`."""
+    return section.__name__.removesuffix("_section")
+
+
+def run(ctx: Context, only: set[str] | None = None) -> None:
+    """Every section in order, or only those named in `only`."""
     started = time.monotonic()
     for section in SECTIONS:
+        if only is not None and section_name(section) not in only:
+            ctx.skipped.append((f"section `{section_name(section)}`", "not in `--sections`"))
+            continue
         section(ctx)
     ctx.log(f"measured {len(ctx.cells)} cells in {(time.monotonic() - started) / 60:.1f} min")
 

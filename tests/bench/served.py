@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from tests.servers import RunningServer, run_server
@@ -20,10 +20,15 @@ def rss_bytes(pid: int) -> int:
 
 @contextlib.contextmanager
 def modelzoo_server(
-    zoo: str, model_dir: Path, extra: Sequence[str], log: Path
+    zoo: str,
+    model_dir: Path,
+    extra: Sequence[str],
+    log: Path,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[RunningServer]:
+    """The server with `extra` flags; `env` adds to this process's environment."""
     args = ["--zoo", zoo, "--model-dir", str(model_dir), *extra]
-    with run_server(args, log, env={"TF_CPP_MIN_LOG_LEVEL": "2"}) as server:
+    with run_server(args, log, env={"TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}) as server:
         yield server
 
 

@@ -34,6 +34,7 @@ class Cell:
     capped: bool = False  # stopped by the per-cell time cap before its request count
     planned: int = 0  # the cell's fixed request count
     mean_batch: float = 1.0  # images per graph call (the server's, from its /metrics)
+    client_cpu_seconds: float = math.nan  # the bench process's CPU time over the cell
     baseline: Cell | None = field(default=None, repr=False)
     baseline_label: str = ""
 
@@ -85,5 +86,6 @@ class Cell:
             "p99_ms": round(self.p(99), 3),
             "capped": self.capped,
             "mean_batch": round(self.mean_batch, 2),
+            "client_cpu_s": round(self.client_cpu_seconds, 4),
             "baseline": self.baseline_label,
         }

@@ -1,9 +1,14 @@
-"""Issue 7's targets, judged from one run's cells: reported as met / missed, never asserted."""
+"""Issue 7's targets, issue 13's (LiteRT) and tracing's, judged from one run's cells: reported
+as met / missed, never asserted."""
 
 from __future__ import annotations
 
+import math
+import statistics
 from dataclasses import dataclass
 
+from tests.bench import litert, tracing_cost
+from tests.bench.peers import KSERVE_COUNTERPART, KSERVE_NAIVE, KSERVE_TUNED
 from tests.bench.plan import CLASSIFIER, FACES
 from tests.bench.run import Context
 from tests.bench.stats import Cell
@@ -15,9 +20,12 @@ class Target:
     needed: str
     measured: str
     met: bool | None  # None: not measured in this run
+    reported: bool = False  # a figure with no threshold: measured, never judged
 
     @property
     def verdict(self) -> str:
+        if self.reported:
+            return "reported"
         return {True: "met", False: "**missed**", None: "not measured"}[self.met]
 
 
@@ -154,10 +162,10 @@ def judge(ctx: Context) -> list[Target]:
             )
 
     # KServe: the classifier at concurrency 16, same V2 payloads.
-    name = "classifier, concurrency 16: served V2 (batching on) ÷ KServe ModelServer"
+    name = "classifier, concurrency 16: served V2 (batching on) ÷ KServe ModelServer, naive"
     needed = "≥ 1.5× images/s and a lower p99"
     served = find(CLASSIFIER, "served V2", "on", 16)
-    kserve = find(CLASSIFIER, "KServe V2", "n/a", 16)
+    kserve = find(CLASSIFIER, KSERVE_NAIVE.path, "n/a", 16)
     if served and kserve:
         ratio = served.images_per_s / kserve.images_per_s
         targets.append(
@@ -192,4 +200,138 @@ def judge(ctx: Context) -> list[Target]:
         )
     else:
         targets.append(_missing(name, needed, "the memory run did not happen"))
-    return targets
+    return [*targets, kserve_fair_target(ctx), *litert_targets(ctx), tracing_target(ctx)]
+
+
+def kserve_fair_target(ctx: Context) -> Target:
+    """ModelZoo's like-for-like counterpart ÷ KServe's tuned set-up (same graph, TensorFlow,
+    wire and client), with the profile's cause; no threshold: the ratio is the finding."""
+    name = f"KServe: fair ratio ({CLASSIFIER}, {KSERVE_COUNTERPART} ÷ {KSERVE_TUNED.path})"
+    needed = "reported, no threshold"
+    ratios = []
+    for c in ctx.plan.concurrencies:
+        kserve = ctx.find(CLASSIFIER, KSERVE_TUNED.path, "n/a", c)
+        fair = ctx.find(CLASSIFIER, KSERVE_COUNTERPART, "off", c)
+        if kserve is None or fair is None or kserve.images_per_s <= 0:
+            continue
+        theirs = kserve.images_per_s
+        ratio = f"concurrency {c}: {fair.images_per_s / theirs:.2f}× "
+        ratio += f"({fair.images_per_s:.1f} vs {theirs:.1f} images/s"
+        default = ctx.find(CLASSIFIER, "served gRPC", "on", c)
+        if default is not None:  # as it runs by default: LiteRT where verified, batching
+            ratio += f"; served gRPC, batching on: {default.images_per_s / theirs:.2f}×"
+        ratios.append(ratio + ")")
+    if not ratios:
+        why = next((w for what, w in ctx.skipped if "KServe" in what), "KServe was not measured")
+        return _missing(name, needed, why)
+    cause = ctx.kserve_cause or "no profile in this run"
+    return Target(
+        name,
+        needed,
+        f"{'; '.join(ratios)}. Where the time goes (py-spy, see below): {cause}",
+        None,
+        reported=True,
+    )
+
+
+# -- issue 13: LiteRT (litert.py) ----------------------------------------------------------------
+
+
+def _litert_saturation(ctx: Context, model: str) -> Target:
+    name = f"{model} at saturation: best served ÷ best in-process LiteRT images/s"
+    needed = "≥ 85 %"
+    top, fastest = litert.best_ceiling(ctx, model), litert.best_served(ctx, model)
+    if top is None or fastest is None:
+        return _missing(name, needed, "its LiteRT ceiling or served tensor cells were not measured")
+    share = fastest.images_per_s / top.images_per_s
+    return Target(
+        name,
+        needed,
+        f"{share * 100:.1f} % ({fastest.images_per_s:.1f} images/s, {fastest.path} at "
+        f"concurrency {fastest.concurrency}, batching {fastest.batching}, the load generator "
+        f"using {litert.client_cores(fastest)} cores; vs {top.images_per_s:.1f}, "
+        f"LiteRT {litert.config_label(top)})",
+        share >= 0.85,
+    )
+
+
+def _litert_over_tensorflow(ctx: Context, model: str) -> Target:
+    concurrencies = " and ".join(str(c) for c in litert.TF_CONCURRENCIES)
+    name = f"{model}: served on LiteRT ÷ on TensorFlow, REST V2 images/s, c = {concurrencies}"
+    needed = "≥ 2× at each"
+    pairs = litert.runtime_pairs(ctx, model)
+    if any(lite is None or tensorflow is None for lite, tensorflow in pairs.values()):
+        return _missing(name, needed, "a LiteRT or TensorFlow served cell is missing")
+    ratios = {c: lite.images_per_s / tf.images_per_s for c, (lite, tf) in pairs.items()}
+    measured = "; ".join(
+        f"concurrency {c}: {ratios[c]:.2f}× ({lite.images_per_s:.1f} vs {tf.images_per_s:.1f})"
+        for c, (lite, tf) in pairs.items()
+    )
+    return Target(name, needed, measured, all(r >= 2 for r in ratios.values()))
+
+
+def _litert_memory(ctx: Context) -> Target:
+    memory, found = ctx.memory, ctx.litert
+    requests = f"{memory.requests:,}" if memory is not None else "its"
+    name = f"{CLASSIFIER} on LiteRT: resident memory after {requests} requests ÷ bare process"
+    needed = "≤ 2×"
+    if memory is None or found is None or not found.bare_rss:
+        return _missing(name, needed, "the memory run or the bare process did not happen")
+    bare = statistics.median(found.bare_rss)
+    ratio = memory.after / bare
+    return Target(
+        name,
+        needed,
+        f"{ratio:.2f}× ({memory.after / 2**20:.0f} vs {bare / 2**20:.0f} MiB)",
+        ratio <= 2,
+    )
+
+
+def _litert_startup(ctx: Context) -> Target:
+    name = f"{CLASSIFIER}: process start → ready, server vs bare process's first answer"
+    needed = "within 1 s (medians)"
+    found = ctx.litert
+    if found is None or not found.server_ready_s:
+        return _missing(name, needed, "the start-up runs did not happen")
+    server = statistics.median(found.server_ready_s)
+    bare = statistics.median(found.bare_answer_s)
+    return Target(
+        name,
+        needed,
+        f"{server:.2f} vs {bare:.2f} s ({server - bare:+.2f} s, {len(found.server_ready_s)} runs)",
+        server - bare <= 1.0,
+    )
+
+
+def litert_targets(ctx: Context) -> list[Target]:
+    """Per entry served on LiteRT: saturation and LiteRT ÷ TensorFlow; for the classifier:
+    memory and start-up against a bare interpreter process."""
+    entries = ctx.litert.entries if ctx.litert is not None else []
+    per_entry = [
+        target_of(ctx, model)
+        for target_of in (_litert_saturation, _litert_over_tensorflow)
+        for model in entries or ["entries served on LiteRT"]
+    ]
+    return [*per_entry, _litert_memory(ctx), _litert_startup(ctx)]
+
+
+# -- tracing (tracing_cost.py) --------------------------------------------------------------------
+
+
+def tracing_target(ctx: Context) -> Target:
+    """The no-op calls against the off cells' own noise (tracing_cost.RULE)."""
+    name = "tracing off costs within noise"
+    needed = "no-op calls' share of a request < the off cells' slice spread, at each concurrency"
+    cost = ctx.tracing
+    if cost is None:
+        why = next((why for what, why in ctx.skipped if what == "tracing's cost"), "not run")
+        return _missing(name, needed, why)
+    unpriced = [call.callee for call in cost.calls if math.isnan(call.ns)]
+    if unpriced:
+        return _missing(name, needed, f"no probe prices {', '.join(unpriced)}")
+    measured = "; ".join(
+        f"concurrency {c}: {cost.share(c) * 100:.3f} % vs {cost.spread(c) * 100:.1f} %"
+        for c in tracing_cost.CONCURRENCIES
+    )
+    met = all(cost.within_noise(c) for c in tracing_cost.CONCURRENCIES)
+    return Target(name, needed, f"{measured} ({cost.per_request_us:.2f} µs per request)", met)

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.bench.litert import CEILING_PATHS, TF_SERVED
 from tests.bench.report import COLUMNS, MEASUREMENTS_HEADING, RATIO_COLUMNS
+from tests.bench.tracing_cost import OFF as TRACING_OFF
+from tests.bench.tracing_cost import ON as TRACING_ON
 
 pytestmark = pytest.mark.bench
 REPO = Path(__file__).resolve().parents[2]
@@ -88,8 +91,21 @@ def test_quick_bench_writes_a_well_formed_report(tmp_path: Path) -> None:
     for heading in ("## Machine", "## Targets", "## Resident memory", "## Operator"):
         assert heading in markdown
     _, targets = table_after(markdown, "## Targets")
-    assert targets and all(row[-1] in ("met", "**missed**", "not measured") for row in targets)
+    verdicts = ("met", "**missed**", "not measured", "reported")
+    assert targets and all(row[-1] in verdicts for row in targets)
     _, operator = table_after(markdown, "## Operator")
     assert len(operator) == 3 and all(row[-1] in ("met", "**missed**") for row in operator)
+
+    # LiteRT (ceiling, the same model served on TensorFlow) and tracing (off and on): their
+    # sections, their cells with checked answers, and their targets.
+    for heading in ("## LiteRT", "## Tracing"):
+        assert heading in markdown
+    served = [c for c in cells if c["path"] in (TF_SERVED, TRACING_OFF, TRACING_ON)]
+    assert {c["path"] for c in served} == {TF_SERVED, TRACING_OFF, TRACING_ON}
+    assert all(c["requests"] > 0 and c["errors"] == 0 for c in served), served
+    assert any(c["path"] in CEILING_PATHS for c in cells)
+    names = [row[0] for row in targets]
+    assert "tracing off costs within noise" in names
+    assert sum("LiteRT" in name or "bare process" in name for name in names) >= 4
     assert "## Not measured in this run" in markdown  # quick mode says what it skipped
     assert png.read_bytes().startswith(b"\x89PNG")

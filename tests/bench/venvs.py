@@ -12,8 +12,9 @@ from pathlib import Path
 from modelzoo_models.store import cache_root
 
 KSERVE_VERSION = "0.21.0"
-# KServe's model file loads the frozen graph itself, so its venv needs TensorFlow too.
-KSERVE_REQUIREMENTS = (f"kserve=={KSERVE_VERSION}", "tensorflow-cpu==2.21.0")
+# KServe's model file loads the frozen graph itself, so its venv needs TensorFlow too;
+# py-spy samples KServe's process from outside (kserve_profile.py).
+KSERVE_REQUIREMENTS = (f"kserve=={KSERVE_VERSION}", "tensorflow-cpu==2.21.0", "py-spy==0.4.3")
 _STAMP = ".modelzoo-bench-complete"
 
 
@@ -25,11 +26,22 @@ def kserve_venv() -> Path:
     return bench_cache() / f"kserve-{KSERVE_VERSION}"
 
 
+def _stamp_text() -> str:
+    return "\n".join(KSERVE_REQUIREMENTS) + "\n"
+
+
 def kserve_python() -> Path | None:
-    """The KServe venv's interpreter, or None when the venv is not (completely) built."""
+    """The KServe venv's interpreter, or None when the venv is not built (completely, and
+    with today's requirements: a venv from an older list is built again)."""
     venv = kserve_venv()
-    python = venv / "bin" / "python"
-    return python if (venv / _STAMP).exists() and python.exists() else None
+    python, stamp = venv / "bin" / "python", venv / _STAMP
+    current = stamp.exists() and stamp.read_text() == _stamp_text()
+    return python if current and python.exists() else None
+
+
+def py_spy(python: Path) -> Path:
+    """py-spy's binary in the venv of `python`."""
+    return python.parent / "py-spy"
 
 
 def ensure_kserve_venv(log: Callable[[str], None] = print) -> Path:
@@ -47,5 +59,5 @@ def ensure_kserve_venv(log: Callable[[str], None] = print) -> Path:
     pip = [str(venv / "bin" / "python"), "-P", "-m", "pip", "--disable-pip-version-check"]
     subprocess.run([*pip, "install", "--quiet", "--upgrade", "pip"], **run)
     subprocess.run([*pip, "install", "--progress-bar", "off", *KSERVE_REQUIREMENTS], **run)
-    (venv / _STAMP).write_text("\n".join(KSERVE_REQUIREMENTS) + "\n")
+    (venv / _STAMP).write_text(_stamp_text())
     return venv / "bin" / "python"
