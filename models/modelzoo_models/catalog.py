@@ -81,8 +81,12 @@ MTCNN = Entry(
         channels="BGR",
         defaults={"min_size": 20.0, "thresholds": [0.6, 0.7, 0.8], "factor": 0.709},
     ),
-    # Not converted yet: float64 pyramid arithmetic and CropAndResize have no builtin kernel.
-    tflite_tolerance=1e-3,
+    # The whole graph does not convert (float64 pyramid arithmetic, ResizeArea and
+    # CropAndResize have no builtin kernel): its P/R/O-Net do, and the server runs the
+    # pyramid, NMS and crops itself (recipes.mtcnn.prepare). The bound is on boxes and
+    # landmarks in pixels and on scores: measured 4.4e-4 (a box corner, at the loose
+    # thresholds that let hundreds of candidates through).
+    tflite_tolerance=5e-3,
 )
 
 # Image classifiers share one task (`image-classification`) and describe their input with

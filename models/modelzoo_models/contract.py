@@ -45,6 +45,10 @@ TFLITE = "tflite"
 AUTO, LITERT, TENSORFLOW = "auto", "litert", "tensorflow"
 RUNTIMES: tuple[str, ...] = (AUTO, LITERT, TENSORFLOW)
 ARTIFACT_FORMATS = (GRAPHDEF, TFLITE)
+# A `.tflite` whose signatures are a model's parts, driven by the server's own code (the
+# pyramid and NMS of MTCNN, modelzoo_server.mtcnn_pipeline), rather than the whole model.
+MTCNN_NETS = "mtcnn-nets"
+PIPELINES = (MTCNN_NETS,)
 
 
 # What the prepare step decided for a user's graph, in one line, "<runtime>: <why>":
@@ -259,17 +263,22 @@ class Verification:
 class Artifact:
     """One file of a model, next to the catalog: its format and its pinned sha256.
 
-    A converted artifact (TFLITE) carries its verification: without one it is not served."""
+    A converted artifact (TFLITE) carries its verification: without one it is not served.
+    `pipeline` names the server code that drives a `.tflite` holding a model's parts as
+    signatures (one of PIPELINES); without it the flatbuffer is the whole model."""
 
     format: str
     file: str
     sha256: str
     verified: Verification | None = None
+    pipeline: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {"format": self.format, "file": self.file, "sha256": self.sha256}
         if self.verified is not None:
             data["verified"] = self.verified.to_json()
+        if self.pipeline is not None:
+            data["pipeline"] = self.pipeline
         return data
 
     @classmethod
@@ -290,7 +299,13 @@ class Artifact:
             (verified is not None) == (fmt == TFLITE),
             f"artifact {file!r}: a {TFLITE} artifact, and only one, carries `verified`",
         )
-        return cls(fmt, file, sha, None if verified is None else Verification.from_json(verified))
+        pipeline = data.get("pipeline")
+        _require(
+            pipeline is None or (fmt == TFLITE and pipeline in PIPELINES),
+            f"artifact {file!r}: pipeline must be one of {PIPELINES}, on a {TFLITE} artifact",
+        )
+        verification = None if verified is None else Verification.from_json(verified)
+        return cls(fmt, file, sha, verification, pipeline)
 
 
 @dataclass(frozen=True)

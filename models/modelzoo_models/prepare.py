@@ -61,6 +61,7 @@ from modelzoo_models.saved_model import (
 from modelzoo_server.litert import LiteModel, builtin_ops
 from modelzoo_server.model_entry import ModelEntry, from_files
 from modelzoo_server.runtime import GraphModel, LoadLimits, read_graph_def, read_model_file
+from modelzoo_server.runtimes import Runtime
 from modelzoo_server.signature import FeedLimits, Signature
 from modelzoo_server.tasks import TASKS
 
@@ -210,18 +211,35 @@ def prepare(entry: ModelEntry, out: Path, tolerance: float, threads: int = 1) ->
     graph_def = read_graph_def(entry.path, entry.sha256)
     feeds, described = verification_feeds(entry)
     data = convert(graph_def, entry.signature)
-    reference = GraphModel(graph_def, entry.signature, FeedLimits())
     candidate = LiteModel(data, entry.signature, FeedLimits(), threads)
     batches = list(_batches(entry, feeds))
     if len(batches) > len(feeds):
         described += ", each alone and all as one batch"
+    return verified(entry, graph_def, data, candidate, batches, described, out, tolerance)
+
+
+def verified(
+    entry: ModelEntry,
+    graph_def,
+    data: bytes,
+    candidate: Runtime,
+    feeds: Sequence[Mapping[str, np.ndarray]],
+    described: str,
+    out: Path,
+    tolerance: float,
+    pipeline: str | None = None,
+) -> Artifact:
+    """Run the graph and `candidate` (LiteRT on `data`) on every feed; write `data` to `out`
+    and return its Artifact when they agree within `tolerance` (else NotConverted)."""
+    reference = GraphModel(graph_def, entry.signature, FeedLimits())
     worst = max(
-        compare(entry, reference.run(feed), candidate.run(feed), tolerance) for feed in batches
+        compare(entry, reference.run(feed), candidate.run(feed), tolerance) for feed in feeds
     )
     tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, out)
-    return Artifact(TFLITE, out.name, sha256_file(out), Verification(worst, tolerance, described))
+    verification = Verification(worst, tolerance, described)
+    return Artifact(TFLITE, out.name, sha256_file(out), verification, pipeline)
 
 
 def _unpacked(source: Path, into: Path, sha256: str | None, limits: LoadLimits) -> Path:

@@ -54,8 +54,12 @@ def _prepare(entry: Entry, record: ModelRecord, out_dir: Path, log: Log) -> Mode
     assert graph is not None
     model = ModelEntry.of(record, out_dir / graph.file, record.name, graph.sha256)
     started = time.monotonic()
+    # A recipe whose graph does not convert whole brings its own step (mtcnn: its parts).
+    step = getattr(
+        importlib.import_module(f"modelzoo_models.recipes.{entry.recipe}"), "prepare", prepare
+    )
     try:
-        tflite = prepare(model, out_dir / f"{entry.name}.tflite", entry.tflite_tolerance)
+        tflite = step(model, out_dir / f"{entry.name}.tflite", entry.tflite_tolerance)
     except NotConverted as exc:
         log(f"{entry.name}: no .tflite: {exc}")
         return replace(record, notes={**record.notes, "tflite": f"not converted: {exc}"})

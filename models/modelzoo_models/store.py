@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import importlib.util
 import os
 from pathlib import Path
 
@@ -11,6 +12,8 @@ _SOURCE_DIR = Path(__file__).resolve().parent
 # Packages whose versions change the bytes of a built graph (TensorFlow also converts the
 # `.tflite`; LiteRT's kernels set the difference its verification records).
 _KEY_PACKAGES = ("tensorflow-cpu", "mtcnn", "numpy", "ai-edge-litert")
+# Server code the build's verification runs beyond LiteRT itself: MTCNN's pyramid and NMS.
+_KEY_SERVER_SOURCES = ("litert_mtcnn.py", "mtcnn_pipeline.py")
 
 
 def cache_root() -> Path:
@@ -27,6 +30,11 @@ def build_key() -> str:
         if path.is_file() and path.suffix in {".py", ".js", ".json", ".txt"}:
             digest.update(str(path.relative_to(_SOURCE_DIR)).encode())
             digest.update(path.read_bytes())
+    server = importlib.util.find_spec("modelzoo_server")
+    assert server is not None and server.origin is not None
+    for name in _KEY_SERVER_SOURCES:
+        digest.update(name.encode())
+        digest.update((Path(server.origin).parent / name).read_bytes())
     for package in _KEY_PACKAGES:
         try:
             version = importlib.metadata.version(package)

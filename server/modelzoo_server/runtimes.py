@@ -15,7 +15,7 @@ from typing import Protocol
 
 import numpy as np
 
-from modelzoo_models.contract import AUTO, LITERT, TENSORFLOW, TFLITE, RecordError
+from modelzoo_models.contract import AUTO, LITERT, MTCNN_NETS, TENSORFLOW, TFLITE, RecordError
 from modelzoo_server.model_entry import ModelEntry
 from modelzoo_server.runtime import LoadLimits, load_graph
 from modelzoo_server.signature import FeedLimits
@@ -68,6 +68,12 @@ def load_runtime(
         tflite = entry.record.artifact(TFLITE)
         assert tflite is not None, "choose() refuses LiteRT without a .tflite"
         path = entry.artifact_path(tflite)
+        if tflite.pipeline == MTCNN_NETS:
+            from modelzoo_server.litert import read_tflite
+            from modelzoo_server.litert_mtcnn import LiteMtcnn
+
+            data = read_tflite(path, tflite.sha256, limits.max_file_bytes)
+            return LiteMtcnn(data, entry.signature, feed_limits, threads)
         return load_tflite(
             path, entry.signature, tflite.sha256, feed_limits, threads, limits.max_file_bytes
         )

@@ -52,7 +52,7 @@ async def test_metrics_move_after_a_request(mtcnn_client, mtcnn_settings) -> Non
     info = [k for k in after if k[0] == "modelzoo_model_info"]
     assert info and dict(info[0][1])["task"] == "face-detection"
     assert len(dict(info[0][1])["sha256"]) == 64
-    assert dict(info[0][1])["runtime"] == "tensorflow"  # mtcnn has no .tflite
+    assert dict(info[0][1])["runtime"] == "litert"  # mtcnn's three networks, verified
     buckets = {
         dict(k[1])["le"] for k in after if k[0] == "modelzoo_request_duration_seconds_bucket"
     }

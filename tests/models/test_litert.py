@@ -19,14 +19,26 @@ import numpy as np
 import pytest
 
 from modelzoo_models.catalog import ENTRIES
-from modelzoo_models.contract import IMAGE_CLASSIFICATION, TFLITE, Artifact, sha256_file
+from modelzoo_models.contract import (
+    IMAGE_CLASSIFICATION,
+    MTCNN_NETS,
+    TFLITE,
+    Artifact,
+    RefusedGraph,
+    sha256_file,
+)
 from modelzoo_models.prepare import convert
+from modelzoo_models.recipes import mtcnn as mtcnn_recipe
 from modelzoo_server.litert import builtin_ops
+from modelzoo_server.litert_mtcnn import LiteMtcnn
 from modelzoo_server.model_entry import ModelEntry, from_catalog
 from modelzoo_server.runtime import read_graph_def
 from modelzoo_server.runtimes import LITERT, TENSORFLOW, Runtime, load_runtime
+from modelzoo_server.signature import FeedLimits
 from modelzoo_server.tasks import TASKS, Task
 from tests import photos
+from tests.models.test_mtcnn_graph import detect as mtcnn_detect
+from tests.models.test_mtcnn_graph import iou
 
 pytestmark = pytest.mark.models
 
@@ -113,12 +125,59 @@ def test_conversion_is_deterministic(pair: Pair) -> None:
     assert hashlib.sha256(again).hexdigest() == pair.tflite.sha256
 
 
-def test_mtcnn_has_no_tflite_and_says_why(zoo_dir: Path) -> None:
-    record = from_catalog(zoo_dir, "mtcnn").record
-    assert record.artifact(TFLITE) is None
-    note = record.notes["tflite"]
-    assert note.startswith("not converted: no TFLite builtin kernel for")
-    assert "Log (float64)" in note and "CropAndResize" in note
+# The bounds for LiteRT against TensorFlow on every test photo, any face.
+MTCNN_MIN_IOU = 0.999
+MTCNN_LANDMARKS_PX = 0.05
+
+
+@pytest.fixture(scope="module")
+def mtcnn(zoo_dir: Path) -> tuple[Artifact, Runtime, Runtime]:
+    entry = from_catalog(zoo_dir, "mtcnn")
+    tflite = entry.record.artifact(TFLITE)
+    assert tflite is not None and tflite.verified is not None, entry.record.notes
+    return tflite, load_runtime(entry, TENSORFLOW), load_runtime(entry, LITERT, threads=2)
+
+
+def test_mtcnn_runs_its_three_networks_on_litert(zoo_dir: Path, mtcnn) -> None:
+    tflite, _, _ = mtcnn
+    assert tflite.pipeline == MTCNN_NETS
+    assert tflite.verified.tolerance == ENTRIES["mtcnn"].tflite_tolerance
+    assert 0 <= tflite.verified.max_abs_diff <= tflite.verified.tolerance
+    assert "thresholds" in tflite.verified.inputs  # the loose pass that reaches ONet
+    data = (zoo_dir / tflite.file).read_bytes()
+    assert sha256_file(zoo_dir / tflite.file) == tflite.sha256
+    assert {"CONV_2D", "FULLY_CONNECTED", "SOFTMAX"} <= set(builtin_ops(data))
+
+
+@pytest.mark.parametrize("photo", list(photos.PHOTOS))
+def test_mtcnn_on_litert_agrees_with_tensorflow(mtcnn, photo: str) -> None:
+    tflite, graph, lite = mtcnn
+    rgb = photos.PHOTOS[photo]()
+    expected, actual = mtcnn_detect(graph, rgb), mtcnn_detect(lite, rgb)
+    assert len(actual["box"]) == len(expected["box"])
+    for box, reference in zip(actual["box"], expected["box"], strict=True):
+        assert iou(box, reference) >= MTCNN_MIN_IOU
+    gap = np.abs(actual["landmarks"] - expected["landmarks"]).max(initial=0.0)
+    assert gap <= MTCNN_LANDMARKS_PX
+    np.testing.assert_allclose(actual["prob"], expected["prob"], atol=tflite.verified.tolerance)
+
+
+def test_the_mtcnn_pipeline_refuses_a_flatbuffer_without_its_networks(zoo_dir: Path) -> None:
+    entry = from_catalog(zoo_dir, "mtcnn")
+    other = from_catalog(zoo_dir, "emotion")
+    tflite = other.record.artifact(TFLITE)
+    assert tflite is not None
+    data = (zoo_dir / tflite.file).read_bytes()
+    with pytest.raises(RefusedGraph, match=r"tflite signatures \[.*\], expected \['onet'"):
+        LiteMtcnn(data, entry.signature, FeedLimits(), num_threads=1)
+
+
+def test_mtcnn_networks_convert_deterministically(mtcnn) -> None:
+    tflite, _, _ = mtcnn
+    again = mtcnn_recipe._nets_tflite(
+        {name: mtcnn_recipe._load_weights(name) for name in ("pnet", "rnet", "onet")}
+    )
+    assert hashlib.sha256(again).hexdigest() == tflite.sha256
 
 
 def _prepare_cli(zoo_dir: Path, name: str, out: Path) -> subprocess.CompletedProcess:

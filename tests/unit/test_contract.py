@@ -55,6 +55,14 @@ def test_a_record_round_trips_through_json() -> None:
     assert record.preprocessing == Preprocessing(size=(224, 224), scale=0.5, offset=-1.0)
 
 
+def test_a_tflite_of_a_models_parts_names_its_pipeline() -> None:
+    record = ModelRecord.from_json(_with("artifacts.1.pipeline", contract.MTCNN_NETS))
+    tflite = record.artifact("tflite")
+    assert tflite is not None and tflite.pipeline == contract.MTCNN_NETS
+    assert ModelRecord.from_json(record.to_json()) == record
+    assert "pipeline" not in ModelRecord.from_json(RECORD).to_json()["artifacts"][1]
+
+
 @pytest.mark.parametrize("name", list(ENTRIES))
 def test_every_zoo_entry_writes_a_record_the_contract_reads(name: str) -> None:
     artifact = Artifact("graphdef", f"{name}.pb", SHA)
@@ -100,6 +108,8 @@ def _with(path: str, value: object) -> dict:
         ("artifacts.1.verified", None, "only one, carries"),
         ("artifacts.1.verified.max_abs_diff", 0.5, "exceeds tolerance"),
         ("artifacts.1.verified.inputs", "", "must be described"),
+        ("artifacts.1.pipeline", "yolo", "pipeline must be one of"),
+        ("artifacts.0.pipeline", "mtcnn-nets", "on a tflite artifact"),
     ],
 )
 def test_a_bad_record_is_refused_with_its_reason(path: str, value: object, reason: str) -> None:

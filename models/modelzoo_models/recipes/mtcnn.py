@@ -51,6 +51,7 @@ from typing import Any
 
 import numpy as np
 
+from modelzoo_models.contract import MTCNN_NETS, Artifact
 from modelzoo_models.recipes import RecipeError
 
 LANDMARK_POINTS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
@@ -93,6 +94,72 @@ def build(entry, out: Path, log: Callable[[str], None]) -> dict[str, Any]:
     out.write_bytes(graph_def.SerializeToString(deterministic=True))
     log(f"graph: {len(graph_def.node)} nodes, {len(graph_def.library.function)} functions")
     return {"notes": NOTES}
+
+
+# -- the networks alone, for LiteRT ----------------------------------------------------------
+
+# The prepare step's synthetic pictures hold no face: at the package's thresholds every
+# candidate dies in RNet or ONet and both runtimes agree on nothing. At these, 151 boxes
+# come out of three of the four pictures, so boxes, scores and landmarks are compared too.
+_LOOSE_THRESHOLDS = np.array([0.1, 0.001, 0.0001], np.float32)
+
+
+def prepare(model, out: Path, tolerance: float) -> Artifact:
+    """The `.tflite` for LiteRT: P-, R- and O-Net as three signatures (the whole graph's
+    pyramid and crops have no builtin kernels), verified as modelzoo_server.litert_mtcnn
+    serves them (the pyramid, NMS and crops in numpy) against the whole graph."""
+    from modelzoo_models.prepare import verification_feeds, verified
+    from modelzoo_server.litert import builtin_ops
+    from modelzoo_server.litert_mtcnn import LiteMtcnn
+    from modelzoo_server.runtime import read_graph_def
+    from modelzoo_server.signature import FeedLimits
+
+    graph_def = read_graph_def(model.path, model.sha256)
+    data = _nets_tflite({name: _load_weights(name) for name in ("pnet", "rnet", "onet")})
+    builtin_ops(data)
+    feeds, described = verification_feeds(model)
+    loose = [{**feed, "thresholds": _LOOSE_THRESHOLDS} for feed in feeds]
+    described += ", at the default thresholds and at " + "/".join(
+        f"{t:g}" for t in _LOOSE_THRESHOLDS
+    )
+    candidate = LiteMtcnn(data, model.signature, FeedLimits(), num_threads=1)
+    return verified(
+        model, graph_def, data, candidate, feeds + loose, described, out, tolerance, MTCNN_NETS
+    )
+
+
+def _nets_tflite(weights: dict[str, dict[str, np.ndarray]]) -> bytes:
+    """P-, R- and O-Net, the graph's own layers (`_Net`), converted with builtin ops only;
+    signature names and tensors as modelzoo_server.litert_mtcnn.NETS."""
+    import tensorflow as tf
+
+    class Nets(tf.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.nets = {k: _Net(tf, k, w) for k, w in weights.items()}
+
+        @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.float32)])
+        def pnet(self, image):
+            regression, probability = self.nets["pnet"].pnet(image)
+            return {"regression": regression, "probability": probability}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 24, 24, 3], tf.float32)])
+        def rnet(self, crops):
+            regression, probability = self.nets["rnet"].rnet(crops)
+            return {"regression": regression, "probability": probability}
+
+        @tf.function(input_signature=[tf.TensorSpec([None, 48, 48, 3], tf.float32)])
+        def onet(self, crops):
+            regression, landmarks, probability = self.nets["onet"].onet(crops)
+            return {"regression": regression, "landmarks": landmarks, "probability": probability}
+
+    nets = Nets()
+    functions = [nets.pnet, nets.rnet, nets.onet]
+    converter = tf.lite.TFLiteConverter.from_concrete_functions(
+        [f.get_concrete_function() for f in functions], nets
+    )
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    return converter.convert()
 
 
 # -- weights -------------------------------------------------------------------------------
