@@ -75,6 +75,7 @@ def observed(cluster, namespace: str, zoo_dir: Path, workdir: Path) -> Iterator[
     server_args = [
         "--zoo", MODEL, "--model-dir", str(zoo_dir),
         "--max-batch-size", "8", "--max-delay-ms", "5", "--max-inflight", str(MAX_INFLIGHT),
+        "--runtime", "tensorflow",  # batching (the dashboard's panels): TensorFlow only
     ]  # fmt: skip
     with (
         run_operator(cluster.kubeconfig, workdir / "operator", operator_env),

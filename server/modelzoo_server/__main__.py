@@ -66,6 +66,16 @@ def build_model(
     log.info("%s runs on %s: %s", entry.name, runtime, reason(entry, settings.runtime, runtime))
     if runtime == TENSORFLOW:  # on LiteRT, TensorFlow is never imported
         configure_threads(settings.intra_op_threads, settings.inter_op_threads)
+    else:
+        lone = settings.lone_call_threads
+        log.info(
+            "%s: %d LiteRT interpreter(s) × %d thread(s)%s, %d executor threads",
+            entry.name,
+            settings.interpreters,
+            settings.interpreter_threads,
+            f", and one with {lone} for a lone call" if lone else "",
+            settings.executor_threads,
+        )
     model = ServedModel(
         entry,
         metrics,
@@ -75,9 +85,12 @@ def build_model(
         max_delay_ms=settings.max_delay_ms,
         image_limits=ImageLimits(max_pixels=settings.max_pixels),
         runtime=runtime,
-        threads=settings.intra_op_threads,
+        threads=settings.interpreter_threads,  # LiteRT's; TensorFlow's are configured above
+        interpreters=settings.interpreters,
+        lone_threads=settings.lone_call_threads,
         tracer=tracer,
     )
+    log.info("%s: dynamic batching %s", entry.name, model.batching)
     log.info(
         "loading %s on %s, %.2fs after the process started (interpreter and imports)",
         entry.name,

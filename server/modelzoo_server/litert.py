@@ -100,52 +100,126 @@ def _match(specs: tuple[TensorSpec, ...], details: list[dict[str, Any]], side: s
     return indices
 
 
+class _Interpreter:
+    """One LiteRT interpreter and the input shapes it is planned for."""
+
+    def __init__(self, data: bytes, signature: Signature, num_threads: int) -> None:
+        self.interpreter = Interpreter(model_content=data, num_threads=num_threads)
+        self.inputs = _match(signature.inputs, self.interpreter.get_input_details(), "input")
+        self.outputs = _match(signature.outputs, self.interpreter.get_output_details(), "output")
+        self.shapes: tuple[tuple[int, ...], ...] | None = None
+
+    def fit(self, shapes: tuple[tuple[int, ...], ...]) -> None:
+        """Resize the inputs when this call's shapes differ from this interpreter's last
+        call's; XNNPACK plans its buffers once per shape, so a steady stream of one shape
+        pays nothing."""
+        if shapes == self.shapes:
+            return
+        for index, shape in zip(self.inputs, shapes, strict=True):
+            self.interpreter.resize_tensor_input(index, shape, strict=True)
+        self.interpreter.allocate_tensors()
+        self.shapes = shapes
+
+    def run(self, values: list[np.ndarray]) -> list[np.ndarray]:
+        self.fit(tuple(v.shape for v in values))
+        for index, value in zip(self.inputs, values, strict=True):
+            self.interpreter.set_tensor(index, value)
+        self.interpreter.invoke()
+        return [self.interpreter.get_tensor(index) for index in self.outputs]
+
+
 class LiteModel:
-    """One LiteRT interpreter over a checked flatbuffer, resized to each feed's shape."""
+    """LiteRT interpreters over one checked flatbuffer, each resized to each feed's shape:
+    a pool of `interpreters` with `num_threads` threads each and, with `lone_threads`
+    above `num_threads`, one more with `lone_threads` for a call that comes alone.
+
+    One interpreter holds one set of tensors, so a call takes a free one and holds it to
+    the end; `invoke` releases the GIL, so N executor threads run N calls at once. Few
+    threads per interpreter and many interpreters give the most calls per second, many
+    threads the fastest single call: a call that finds nothing else in flight or waiting
+    takes the lone interpreter, and while it runs, the others wait for it rather than
+    oversubscribe the CPUs. The interpreters share the model's bytes; each has its own
+    XNNPACK plan and packed weights.
+    """
 
     def __init__(
-        self, data: bytes, signature: Signature, feed_limits: FeedLimits, num_threads: int
+        self,
+        data: bytes,
+        signature: Signature,
+        feed_limits: FeedLimits,
+        num_threads: int,
+        interpreters: int = 1,
+        lone_threads: int = 0,
     ) -> None:
+        if interpreters < 1:
+            raise ValueError("a LiteModel needs at least one interpreter")
         self.signature = signature
         self.feed_limits = feed_limits
-        self._interpreter = Interpreter(model_content=data, num_threads=num_threads)
-        self._inputs = _match(signature.inputs, self._interpreter.get_input_details(), "input")
-        self._outputs = _match(signature.outputs, self._interpreter.get_output_details(), "output")
+        self.interpreters = [
+            _Interpreter(data, signature, num_threads) for _ in range(interpreters)
+        ]
+        self.lone = (
+            _Interpreter(data, signature, lone_threads) if lone_threads > num_threads else None
+        )
+        self._turns = threading.Condition()
+        self._free = list(self.interpreters)  # a stack: at low load, the same warm one
+        self._lone_busy = False
+        self._waiting = 0
         self._input_tensors = [s.tensor for s in signature.inputs]
         self._output_names = [s.name for s in signature.outputs]
-        self._shapes: tuple[tuple[int, ...], ...] | None = None
-        # One interpreter holds one set of tensors: calls from the executor's threads
-        # take turns (it runs its own threads inside each call).
-        self._lock = threading.Lock()
 
-    def _fit(self, shapes: tuple[tuple[int, ...], ...]) -> None:
-        """Resize the inputs when this call's shapes differ from the last call's; XNNPACK
-        plans its buffers once per shape, so a steady stream of one shape pays nothing."""
-        if shapes == self._shapes:
-            return
-        for index, shape in zip(self._inputs, shapes, strict=True):
-            self._interpreter.resize_tensor_input(index, shape, strict=True)
-        self._interpreter.allocate_tensors()
-        self._shapes = shapes
+    def _take(self) -> _Interpreter:
+        with self._turns:
+            alone = not self._waiting and len(self._free) == len(self.interpreters)
+            if self.lone is not None and alone and not self._lone_busy:
+                self._lone_busy = True
+                return self.lone
+            self._waiting += 1
+            try:
+                while self._lone_busy or not self._free:
+                    self._turns.wait()
+            finally:
+                self._waiting -= 1
+            return self._free.pop()
+
+    def _give(self, interpreter: _Interpreter) -> None:
+        with self._turns:
+            if interpreter is self.lone:
+                self._lone_busy = False
+            else:
+                self._free.append(interpreter)
+            self._turns.notify_all()
+
+    def _values(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
+        checked = validate_feeds(self.signature, feeds, self.feed_limits)
+        return [checked[t] for t in self._input_tensors]
+
+    def _call(self, interpreter: _Interpreter, values: list[np.ndarray]) -> dict[str, np.ndarray]:
+        try:
+            results = interpreter.run(values)
+        except (RuntimeError, ValueError) as exc:
+            # The signature allowed the feed but a kernel's own checks did not; the
+            # next call plans its buffers afresh.
+            interpreter.shapes = None
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc)
+            raise InvalidInput(f"the model rejected the input: {reason}") from exc
+        return dict(zip(self._output_names, results, strict=True))
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Validate feeds (by public name) and run the model; returns outputs by public name."""
-        checked = validate_feeds(self.signature, feeds, self.feed_limits)
-        values = [checked[t] for t in self._input_tensors]
-        with self._lock:
-            try:
-                self._fit(tuple(v.shape for v in values))
-                for index, value in zip(self._inputs, values, strict=True):
-                    self._interpreter.set_tensor(index, value)
-                self._interpreter.invoke()
-            except (RuntimeError, ValueError) as exc:
-                # The signature allowed the feed but a kernel's own checks did not; the
-                # next call plans its buffers afresh.
-                self._shapes = None
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc)
-                raise InvalidInput(f"the model rejected the input: {reason}") from exc
-            results = [self._interpreter.get_tensor(index) for index in self._outputs]
-        return dict(zip(self._output_names, results, strict=True))
+        values = self._values(feeds)
+        interpreter = self._take()
+        try:
+            return self._call(interpreter, values)
+        finally:
+            self._give(interpreter)
+
+    def warm_up(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`run` on every interpreter (the last one's outputs), so that each has planned
+        its buffers before the first request reaches it; before serving, nothing else runs."""
+        values = self._values(feeds)
+        everyone = [*self.interpreters, *([self.lone] if self.lone is not None else [])]
+        return [self._call(interpreter, values) for interpreter in everyone][-1]
 
 
 def load_tflite(
@@ -155,6 +229,8 @@ def load_tflite(
     feed_limits: FeedLimits = FeedLimits(),
     num_threads: int = 1,
     max_bytes: int = MAX_FILE_BYTES,
+    interpreters: int = 1,
+    lone_threads: int = 0,
 ) -> LiteModel:
     data = read_tflite(Path(path), sha256, max_bytes)
-    return LiteModel(data, signature, feed_limits, num_threads)
+    return LiteModel(data, signature, feed_limits, num_threads, interpreters, lone_threads)

@@ -60,8 +60,12 @@ def load_runtime(
     limits: LoadLimits = LoadLimits(),
     feed_limits: FeedLimits = FeedLimits(),
     threads: int = 1,
+    interpreters: int = 1,
+    lone_threads: int = 0,
 ) -> Runtime:
-    """Check and load the entry's file for `runtime` (blocking); RefusedGraph if refused."""
+    """Check and load the entry's file for `runtime` (blocking); RefusedGraph if refused.
+    `threads`, `interpreters`, `lone_threads`: LiteRT's pool (litert.LiteModel);
+    TensorFlow takes its threads from configure_threads."""
     if runtime == LITERT:
         from modelzoo_server.litert import load_tflite
 
@@ -73,8 +77,16 @@ def load_runtime(
             from modelzoo_server.litert_mtcnn import LiteMtcnn
 
             data = read_tflite(path, tflite.sha256, limits.max_file_bytes)
-            return LiteMtcnn(data, entry.signature, feed_limits, threads)
+            # One interpreter, no pool: it gets the threads the pool's would have.
+            return LiteMtcnn(data, entry.signature, feed_limits, threads * interpreters)
         return load_tflite(
-            path, entry.signature, tflite.sha256, feed_limits, threads, limits.max_file_bytes
+            path,
+            entry.signature,
+            tflite.sha256,
+            feed_limits,
+            threads,
+            limits.max_file_bytes,
+            interpreters,
+            lone_threads,
         )
     return load_graph(entry.path, entry.signature, entry.sha256, limits, feed_limits)

@@ -35,7 +35,10 @@ class Settings:
     max_pixels: int
     max_inflight: int
     executor_threads: int
-    intra_op_threads: int
+    intra_op_threads: int  # TensorFlow's intra-op pool
+    interpreters: int  # LiteRT's interpreters; TensorFlow ignores it
+    interpreter_threads: int  # each LiteRT interpreter's threads
+    lone_call_threads: int  # LiteRT's interpreter for a lone call; 0: none
     inter_op_threads: int
     max_batch_size: int
     max_delay_ms: float
@@ -47,9 +50,33 @@ class Settings:
     tracing: tracing.TracingSettings | None = None  # None: off
 
 
-def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
-    cpus = available_cpus()
+# LiteRT's defaults: one single-threaded interpreter per CPU of the quota, and one more
+# with every CPU's thread for a lone call (litert.LiteModel). Measured on 2 CPUs, served
+# REST V2 (mobilenet / nsfw / emotion): 2 × 1 ran the most images/s at concurrency 16-64
+# (140 / 158 / 532-551, against 98-107 / 110-119 / 424-440 for 1 × 2; in-process too,
+# 165 / 218-277 / 1,480 against 119-155 / 116-236 / 1,230-1,420), 1 × 2 the lowest
+# p50 at concurrency 1 (8.5 / 7.2 / 3.0 ms, against 14.2 / 11.2 / 4.3); with the lone
+# interpreter the default had both (8.7 / 7.1 / 2.8 ms alone, 130-135 / 157-159 /
+# 510-520 images/s at 16-64), for one more interpreter's memory (mobilenet +23 MiB).
+# 2 × 2 oversubscribes the CPUs (mobilenet at concurrency 64: 61-73 images/s). At most
+# DEFAULT_INTERPRETERS_CAP by default, sharing the quota's threads: each holds its own
+# packed weights, and a pod without a CPU limit sees every core of its node.
+DEFAULT_INTERPRETERS_CAP = 4
 
+
+def litert_pool(
+    cpus: int, interpreters: int | None, threads: int | None, executor_threads: int | None
+) -> tuple[int, int]:
+    """(interpreters, threads each) from the flags given (None: not given): what is not
+    given shares the quota out, so that the pool runs no more threads than there are CPUs,
+    and no more interpreters than the executor has threads."""
+    if interpreters is None:
+        interpreters = max(1, cpus // threads) if threads else min(cpus, DEFAULT_INTERPRETERS_CAP)
+        interpreters = min(interpreters, executor_threads or interpreters)
+    return interpreters, threads or max(1, cpus // interpreters)
+
+
+def _parser(env: Mapping[str, str], cpus: int) -> argparse.ArgumentParser:
     def default(flag: str, fallback: object) -> object:
         return env.get("MODELZOO_" + flag.upper().replace("-", "_"), fallback)
 
@@ -140,21 +167,47 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     perf = p.add_argument_group("performance")
     perf.add_argument(
-        "--executor-threads", type=int, default=default("executor-threads", max(2, cpus))
+        "--executor-threads",
+        type=int,
+        default=default("executor-threads", None),
+        help="threads that decode, pre- and post-process and run the model (default: the "
+        "CPU quota, at least 2 and at least --interpreters, which it must be)",
     )
     perf.add_argument(
         "--intra-op-threads",
         type=int,
-        default=default("intra-op-threads", cpus),
-        help="threads inside one model call: TensorFlow's intra-op pool, LiteRT's interpreter "
-        "(default: the CPU quota)",
+        default=default("intra-op-threads", None),
+        help="threads inside one model call: TensorFlow's intra-op pool (default: the CPU "
+        "quota), each LiteRT interpreter's (default: the quota ÷ --interpreters, at least 1)",
+    )
+    perf.add_argument(
+        "--interpreters",
+        type=int,
+        default=default("interpreters", None),
+        help="LiteRT: interpreters over the one .tflite, each with --intra-op-threads threads, "
+        "so that as many calls run at once; each holds its own packed weights and buffers "
+        "(TensorFlow ignores it: it has its own pools). Default: the CPU quota ÷ "
+        "--intra-op-threads, no more than --executor-threads; with neither given, one "
+        "single-threaded interpreter per CPU (up to 4, then sharing the CPUs), which "
+        "measured the most images/s at saturation; --lone-call-threads keeps a lone request "
+        "fast",
+    )
+    perf.add_argument(
+        "--lone-call-threads",
+        type=int,
+        default=default("lone-call-threads", None),
+        help="LiteRT: one more interpreter, with this many threads, for a call that finds no "
+        "other in flight (the others wait while it runs): a lone request's latency of one "
+        "interpreter with every CPU, the images/s of many at saturation. Default: the CPU "
+        "quota where it is more than --intra-op-threads; 0: none",
     )
     perf.add_argument("--inter-op-threads", type=int, default=default("inter-op-threads", 2))
     perf.add_argument(
         "--max-batch-size",
         type=int,
         default=default("max-batch-size", 1),
-        help="dynamic batching: most requests run as one batch (1 = off)",
+        help="dynamic batching: most requests run as one batch (1 = off). TensorFlow only: "
+        "a model on LiteRT runs each request alone (batches measured no faster there)",
     )
     perf.add_argument(
         "--max-delay-ms",
@@ -192,10 +245,15 @@ def _parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
 
 
 def parse_settings(
-    argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+    argv: Sequence[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    cpus: int | None = None,
 ) -> Settings:
+    """The settings from `argv` and `env` (default: sys.argv, os.environ); `cpus`, the CPU
+    quota the defaults follow (default: this process's, modelzoo_server.cpu)."""
     env = os.environ if env is None else env
-    parser = _parser(env)
+    cpus = available_cpus() if cpus is None else cpus
+    parser = _parser(env, cpus)
     args = parser.parse_args(argv)
     if bool(args.zoo) == bool(args.graph):
         parser.error("give exactly one of --zoo NAME or --graph PATH (with --signature FILE)")
@@ -209,11 +267,22 @@ def parse_settings(
         "max_inflight",
         "executor_threads",
         "intra_op_threads",
+        "interpreters",
         "inter_op_threads",
         "max_batch_size",
     ):
-        if getattr(args, flag) < 1:
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
             parser.error(f"--{flag.replace('_', '-')} must be at least 1")
+    interpreters, interpreter_threads = litert_pool(
+        cpus, args.interpreters, args.intra_op_threads, args.executor_threads
+    )
+    executor_threads = args.executor_threads or max(2, cpus, interpreters)
+    if executor_threads < interpreters:
+        # An interpreter that no executor thread can reach is memory that never runs.
+        parser.error("--executor-threads must be at least --interpreters")
+    lone_call_threads = cpus if args.lone_call_threads is None else args.lone_call_threads
+    if lone_call_threads < 0:
+        parser.error("--lone-call-threads must not be negative")
     if not 0 <= args.grpc_port <= 65535:
         parser.error("--grpc-port must be a port number, or 0 to turn gRPC off")
     if args.runtime not in RUNTIMES:  # argparse does not check a default from the environment
@@ -243,8 +312,12 @@ def parse_settings(
         max_body_bytes=args.max_body_bytes,
         max_pixels=args.max_pixels,
         max_inflight=args.max_inflight,
-        executor_threads=args.executor_threads,
-        intra_op_threads=args.intra_op_threads,
+        executor_threads=executor_threads,
+        intra_op_threads=args.intra_op_threads or cpus,
+        interpreters=interpreters,
+        interpreter_threads=interpreter_threads,
+        # Only worth an interpreter where it runs more threads than the pool's.
+        lone_call_threads=lone_call_threads if lone_call_threads > interpreter_threads else 0,
         inter_op_threads=args.inter_op_threads,
         max_batch_size=args.max_batch_size,
         max_delay_ms=args.max_delay_ms,

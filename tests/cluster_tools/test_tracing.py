@@ -135,7 +135,8 @@ def test_spans_continue_the_clients_trace(
         "OTEL_BSP_SCHEDULE_DELAY": "200",
     }
     args = ["--zoo", MODEL, "--model-dir", str(zoo_dir), "--access-log", "json"]
-    args += ["--max-batch-size", "8", "--max-delay-ms", "200"]
+    # TensorFlow: a model on LiteRT runs each request alone, and batch spans are wanted.
+    args += ["--runtime", "tensorflow", "--max-batch-size", "8", "--max-delay-ms", "200"]
     trace_id = os.urandom(16).hex()
     sent: list[Sent] = []
     log = tmp_path / "server.log"

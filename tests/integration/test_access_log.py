@@ -28,9 +28,11 @@ INFER = "/inference.GRPCInferenceService/ModelInfer"
 
 @pytest.fixture(scope="module")
 def server(zoo_dir: Path, tmp_path_factory) -> Iterator[tuple[RunningServer, Path]]:
-    """mobilenet with batching, so the batch size comes from the batcher."""
+    """mobilenet with batching, so the batch size comes from the batcher (on TensorFlow: a
+    model on LiteRT runs each request alone)."""
     log = tmp_path_factory.mktemp("access-log") / "server.log"
     args = ["--zoo", "mobilenet", "--model-dir", str(zoo_dir), "--access-log", "json"]
+    args += ["--runtime", "tensorflow"]
     with run_server([*args, "--max-batch-size", "8"], log) as running:
         yield running, log
 

@@ -373,7 +373,8 @@ def test_sigterm_finishes_an_in_flight_call(zoo_dir: Path, tmp_path: Path) -> No
     """The gRPC call is held in flight without timing: a REST request is admitted and still
     uploading, so the batcher keeps the gRPC call waiting for it (up to --max-delay-ms)."""
     args = ["--zoo", "mobilenet", "--model-dir", str(zoo_dir), "--drain-seconds", "30"]
-    args += ["--max-batch-size", "2", "--max-delay-ms", "60000"]
+    # TensorFlow: a model on LiteRT runs each request alone, with no batcher to wait in.
+    args += ["--runtime", "tensorflow", "--max-batch-size", "2", "--max-delay-ms", "60000"]
     with run_server(args, tmp_path / "server.log") as server:
         tensors = {"input": _mobilenet_tensors()["input"][:1]}
         channel = grpc.insecure_channel(server.grpc_address)

@@ -1,11 +1,17 @@
 """The LiteRT runtime on small real flatbuffers, converted by TensorFlow's own converter.
 
 What it must refuse before an interpreter exists (custom and Flex ops, a wrong sha256,
-bytes that are no TFLite model) and what it must compute (every batch size, in any order).
+bytes that are no TFLite model) and what it must compute (every batch size, in any order);
+and the interpreter pool, on a zoo `.tflite`: concurrent calls on distinct interpreters,
+a lone call on the lone call's interpreter while the others wait for it.
 """
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +20,12 @@ import tensorflow as tf
 
 from modelzoo_models.contract import RefusedGraph
 from modelzoo_models.prepare import NotConverted, convert
+from modelzoo_server import litert
 from modelzoo_server.errors import InvalidInput
-from modelzoo_server.litert import builtin_ops, load_tflite, read_tflite
+from modelzoo_server.litert import LiteModel, builtin_ops, load_tflite, read_tflite
+from modelzoo_server.model_entry import from_catalog
 from modelzoo_server.runtime import read_graph_def
+from modelzoo_server.runtimes import LITERT, load_runtime
 from modelzoo_server.signature import FeedLimits, Signature
 from tests.graphs import AFFINE_SIGNATURE, affine_graph
 
@@ -158,3 +167,101 @@ def test_a_signature_the_model_does_not_have_is_refused(affine_tflite: Path) -> 
     )
     with pytest.raises(RefusedGraph, match="differs from the signature"):
         load_tflite(affine_tflite, fixed, feed_limits=FeedLimits())
+
+
+# -- the interpreter pool, on a zoo entry --------------------------------------------------------
+
+
+def _emotion(zoo_dir: Path, interpreters: int, lone_threads: int = 0) -> LiteModel:
+    entry = from_catalog(zoo_dir, "emotion")
+    model = load_runtime(entry, LITERT, interpreters=interpreters, lone_threads=lone_threads)
+    assert isinstance(model, LiteModel)
+    return model
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    """Wait for another thread to get somewhere (a minute at most: a hang fails the test)."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, "never got there"
+        time.sleep(0.001)
+
+
+def _faces(count: int) -> list[dict[str, np.ndarray]]:
+    rng = np.random.default_rng(7)
+    return [{"input": rng.random((1, 64, 64, 1), dtype=np.float32)} for _ in range(count)]
+
+
+def test_concurrent_calls_run_on_distinct_interpreters(zoo_dir: Path, monkeypatch) -> None:
+    count = 3
+    model = _emotion(zoo_dir, count)
+    feeds = _faces(count)
+    alone = [model.run(feed) for feed in feeds]
+    seen: list[int] = []
+    barrier = threading.Barrier(count, timeout=60)  # broken unless all calls are in at once
+    run = litert._Interpreter.run
+
+    def run_together(self: litert._Interpreter, values: list[np.ndarray]) -> list[np.ndarray]:
+        seen.append(id(self))
+        barrier.wait()
+        return run(self, values)
+
+    monkeypatch.setattr(litert._Interpreter, "run", run_together)
+    with ThreadPoolExecutor(count) as pool:
+        together = list(pool.map(model.run, feeds))
+    assert len(set(seen)) == count
+    assert set(seen) == {id(i) for i in model.interpreters}
+    for mine, reference in zip(together, alone, strict=True):
+        assert mine.keys() == reference.keys()
+        for name in mine:
+            np.testing.assert_array_equal(mine[name], reference[name])
+
+
+def test_a_lone_call_gets_the_lone_interpreter_and_company_the_pool(
+    zoo_dir: Path, monkeypatch
+) -> None:
+    model = _emotion(zoo_dir, 2, lone_threads=2)
+    assert model.lone is not None
+    feeds = _faces(3)
+    seen: list[int] = []
+    release = threading.Event()
+    pair = threading.Barrier(2, timeout=60)  # broken unless both pool calls are in at once
+    together = [True]  # the concurrent part: the lone call held, the pool's paired
+    run = litert._Interpreter.run
+
+    def watched(self: litert._Interpreter, values: list[np.ndarray]) -> list[np.ndarray]:
+        seen.append(id(self))
+        if together[0] and self is model.lone:
+            release.wait(60)
+        elif together[0]:
+            pair.wait()
+        return run(self, values)
+
+    monkeypatch.setattr(litert._Interpreter, "run", watched)
+    with ThreadPoolExecutor(3) as pool:
+        first = pool.submit(model.run, feeds[0])
+        _until(lambda: len(seen) == 1)
+        rest = [pool.submit(model.run, feed) for feed in feeds[1:]]
+        _until(lambda: model._waiting == 2)
+        assert len(seen) == 1, "the pool ran beside the lone call's interpreter"
+        release.set()
+        answers = [first.result(), *(f.result() for f in rest)]
+    together[0] = False
+    assert seen[0] == id(model.lone)
+    assert sorted(seen[1:]) == sorted(id(i) for i in model.interpreters)
+    for feed in feeds:  # one after another: each alone, each on the lone call's interpreter
+        model.run(feed)
+    assert seen[3:] == [id(model.lone)] * 3
+    for answer, feed in zip(answers, feeds, strict=True):
+        np.testing.assert_allclose(
+            answer["probabilities"], model.run(feed)["probabilities"], rtol=1e-5, atol=1e-6
+        )
+
+
+def test_warm_up_plans_every_interpreter(zoo_dir: Path) -> None:
+    model = _emotion(zoo_dir, 2, lone_threads=2)
+    everyone = [*model.interpreters, model.lone]
+    assert [i.shapes for i in everyone] == [None] * 3
+    model.warm_up(_faces(1)[0])
+    assert [i.shapes for i in everyone] == [((1, 64, 64, 1),)] * 3
+    model.run(_faces(1)[0])  # and the pool still hands them out

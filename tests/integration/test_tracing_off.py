@@ -62,7 +62,9 @@ print(json.dumps({
 
 
 def test_without_an_endpoint_nothing_is_set_up(zoo_dir: Path) -> None:
+    # The batcher's path too: batching runs on TensorFlow only.
     argv = ["--zoo", "emotion", "--model-dir", str(zoo_dir), "--max-batch-size", "4"]
+    argv += ["--runtime", "tensorflow"]
     done = subprocess.run(
         [sys.executable, "-c", SETS_UP_NOTHING, TRACEPARENT, *argv],
         input=V2_BODY,
@@ -86,7 +88,8 @@ def server(zoo_dir: Path, tmp_path_factory) -> Iterator[tuple[RunningServer, Pat
     args = ["--zoo", "emotion", "--model-dir", str(zoo_dir), "--access-log", "json"]
     # run_server adds to this environment: blank out any OTEL_ variable it has.
     cleared = {k: "" for k in os.environ if k.startswith("OTEL_")}
-    with run_server([*args, "--max-batch-size", "4"], log, env=cleared) as running:
+    args += ["--runtime", "tensorflow", "--max-batch-size", "4"]  # batching: TensorFlow only
+    with run_server(args, log, env=cleared) as running:
         yield running, log
 
 

@@ -64,6 +64,8 @@ async def model_metadata(request: web.Request) -> web.Response:
             "parameters": {
                 "task": model.entry.task,
                 "sha256": model.entry.sha256 or "",
+                "runtime": model.runtime,
+                "batching": model.batching,
                 **model.entry.info,
             },
         }
