@@ -10,7 +10,6 @@ graph's contract: the same feeds and outputs by public name.
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -70,12 +69,13 @@ class LiteNets:
 
     Every pyramid level has its own size, and an interpreter resized to a new shape
     re-plans its buffers (measured: 41 of 226 ms for a 1024×768 photo). PNet therefore
-    keeps one interpreter per small input shape, most recently used first, up to
-    PNET_CACHED_PIXELS in all: a stream of pictures of a few sizes re-plans none of
-    those levels. Levels of PNET_SHARED_FROM pixels or more take turns on one shared
-    interpreter instead: their buffers are the large ones (about 110 bytes a pixel;
-    caching every level of 2000×1500 photos held 990 MiB), and their run is long next to
-    a re-plan."""
+    gives a small level shape an interpreter of its own the first time it comes, while
+    their input pixels add up to PNET_CACHED_PIXELS; later shapes, and levels of
+    PNET_SHARED_FROM pixels or more, take turns on one shared interpreter, which
+    re-plans. Nothing is evicted: with more shapes than fit, evicting the least recently
+    used made every level of a cycle of four photos build a new interpreter (served at
+    half TensorFlow's speed), and large levels hold the large buffers (about 110 bytes a
+    pixel; an interpreter for every level of 2000×1500 photos held 990 MiB)."""
 
     PNET_CACHED_PIXELS = 400_000
     PNET_SHARED_FROM = 100_000
@@ -88,24 +88,24 @@ class LiteNets:
         self._rnet = interpreter.get_signature_runner("rnet")
         self._onet = interpreter.get_signature_runner("onet")
         self._shared_pnet = interpreter.get_signature_runner("pnet")
-        self._pnets: OrderedDict[tuple[int, ...], Any] = OrderedDict()
+        self._pnets: dict[tuple[int, ...], Any] = {}
         self._cached_pixels = 0
 
     def _interpreter(self) -> Interpreter:
         return Interpreter(model_content=self._data, num_threads=self._threads)
 
     def _pnet_for(self, shape: tuple[int, ...]) -> Any:
+        runner = self._pnets.get(shape)
+        if runner is not None:
+            return runner
         pixels = shape[1] * shape[2]
-        if pixels >= self.PNET_SHARED_FROM:
+        if (
+            pixels >= self.PNET_SHARED_FROM
+            or self._cached_pixels + pixels > self.PNET_CACHED_PIXELS
+        ):
             return self._shared_pnet
-        runner = self._pnets.pop(shape, None)
-        if runner is None:
-            while self._pnets and self._cached_pixels + pixels > self.PNET_CACHED_PIXELS:
-                evicted, _ = self._pnets.popitem(last=False)
-                self._cached_pixels -= evicted[1] * evicted[2]
-            runner = self._interpreter().get_signature_runner("pnet")
-            self._cached_pixels += pixels
-        self._pnets[shape] = runner
+        runner = self._pnets[shape] = self._interpreter().get_signature_runner("pnet")
+        self._cached_pixels += pixels
         return runner
 
     def pnet(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -334,9 +334,9 @@ def _resize_area(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return resized.reshape(height, width, depth)
 
 
-# A pyramid's worth of sizes is ~20 entries; the depth-3 blocks of a 2000-pixel side
-# hold ~0.7 MB, so 64 entries (a few picture sizes) stay within ~25 MB.
-@lru_cache(maxsize=64)
+# A picture size's pyramid is ~20 entries (~3 MB for 1 Mpx, ~15 MB for 3 Mpx): 128
+# entries keep about six sizes' blocks, which cost ~8 ms to build for a new size.
+@lru_cache(maxsize=128)
 def _area_blocks(in_size: int, out_size: int, depth: int) -> tuple:
     """ResizeArea along one axis as dense blocks of its banded weight matrix, already divided
     by the scale: (output slice, input slice, float32 weights) per run of consecutive

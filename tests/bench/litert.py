@@ -7,10 +7,16 @@ bare process that only runs the interpreter, for issue 13's targets.
   2 interpreters (each on its own thread: `invoke` releases the GIL); measured next to
   the raw TensorFlow graph (run.measure_model calls `ceiling`).
 - Served on TensorFlow: the same entry with `--runtime tensorflow`, REST V2 only, at
-  TF_CONCURRENCIES, one more path among the model's served cells (`tensorflow_server`).
-- Bare process: `python -c BARE` loads the `.tflite` with the server's interpreter thread
-  count, answers once, runs BARE_RUNS times in all and prints its VmRSS: what serving
-  adds to memory and to the time from process start to the first answer.
+  TF_CONCURRENCIES, one more path among the model's served cells (`tensorflow_servers`):
+  batching on and off where the entry batches (the batcher runs on TensorFlow only; on
+  LiteRT the model's one server has the default flags, batching off).
+- Bare process: `python -c BARE` loads the `.tflite` into one interpreter with the CPU
+  quota's threads (the issue's baseline: "a bare process that only loads the interpreter
+  and runs it"), answers once, runs BARE_RUNS times in all and prints its VmRSS: what
+  serving adds to memory and to the time from process start to the first answer. The
+  same script with the interpreters the server's defaults make (--interpreters,
+  --intra-op-threads, --lone-call-threads) shows how much of that the pool is: each
+  interpreter packs its own copy of the weights.
 """
 
 from __future__ import annotations
@@ -31,11 +37,13 @@ from pathlib import Path
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-from modelzoo_models.contract import AUTO, LITERT, TENSORFLOW, TFLITE
+from modelzoo_models.contract import AUTO, LITERT, MTCNN_NETS, TENSORFLOW, TFLITE
 from modelzoo_server.cpu import available_cpus
+from modelzoo_server.litert_mtcnn import LiteMtcnn
 from modelzoo_server.model_entry import ModelEntry, RecordError, from_catalog
 from modelzoo_server.runtimes import choose
-from modelzoo_server.signature import Signature
+from modelzoo_server.settings import parse_settings
+from modelzoo_server.signature import FeedLimits, Signature
 from tests.bench import served
 from tests.bench.answers import Answers, WrongAnswer
 from tests.bench.loadgen import Load, drive_threads
@@ -45,8 +53,8 @@ from tests.bench.stats import Cell
 from tests.bench.workload import Workload
 from tests.servers import RunningServer, free_port, stop
 
-# The server gives its interpreter the CPU quota's threads (--intra-op-threads); 1 and 2
-# are tried too, whatever the quota.
+# 1 and 2 threads per interpreter and the CPU quota's, whatever the quota (the server's
+# default is one single-threaded interpreter per CPU, modelzoo_server.settings).
 THREADS = tuple(sorted({1, 2, available_cpus()}))
 INTERPRETERS = (1, 2)
 TF_CONCURRENCIES = (1, 16)
@@ -55,7 +63,7 @@ TF_SERVED = "served V2, runtime tensorflow"
 # (/infer decodes and preprocesses a JPEG first).
 TENSOR_PATHS = ("served V2", "served gRPC")
 BARE_RUNS = 100
-STARTUP_RUNS = 3  # of the server and of the bare process, alternating; the median counts
+STARTUP_RUNS = 3  # of the server and the two bare processes, alternating; medians count
 STARTUP_TIMEOUT_S = 120.0
 
 
@@ -70,11 +78,32 @@ CEILING_PATHS = tuple(ceiling_path(t) for t in THREADS)
 class LiteRTFigures:
     """What the LiteRT parts measured beyond their cells."""
 
-    entries: list[str] = field(default_factory=list)  # entries served on LiteRT, measured
-    threads: int = 0  # the bare process's interpreter threads (the server's default)
-    server_ready_s: list[float] = field(default_factory=list)  # Popen → ready, per run
+    entries: list[str] = field(default_factory=list)  # entries served on LiteRT, ceiling checked
+    served: list[str] = field(default_factory=list)  # entries served on LiteRT (measure_model)
+    # The bare process of the targets: one interpreter with the CPU quota's threads.
+    bare_threads: int = 0
     bare_answer_s: list[float] = field(default_factory=list)  # Popen → first answer, per run
     bare_rss: list[int] = field(default_factory=list)  # VmRSS after BARE_RUNS runs, bytes
+    # The bare process with the server's default pool, for comparison.
+    threads: int = 0  # threads per interpreter (the server's default)
+    interpreters: int = 0  # interpreters (the server's default)
+    lone_threads: int = 0  # the interpreter for a lone call's threads (0: none)
+    pool_answer_s: list[float] = field(default_factory=list)  # Popen → first answer, per run
+    pool_rss: list[int] = field(default_factory=list)  # VmRSS after BARE_RUNS runs, bytes
+    server_ready_s: list[float] = field(default_factory=list)  # Popen → ready, per run
+
+    @property
+    def pool_label(self) -> str:
+        """The server's default pool in words: "2 interpreters × 1 thread + one of 2"."""
+        each = f"{self.threads} thread{'s' if self.threads != 1 else ''}"
+        text = f"{self.interpreters} interpreter{'s' if self.interpreters != 1 else ''} × {each}"
+        return text + (
+            f" + one of {self.lone_threads} for a lone call" if self.lone_threads else ""
+        )
+
+    @property
+    def bare_label(self) -> str:
+        return f"1 interpreter × {self.bare_threads} thread{'s' if self.bare_threads != 1 else ''}"
 
 
 def served_on_litert(entry: ModelEntry) -> bool:
@@ -137,12 +166,25 @@ class _Interpreter:
         return {name: self._interpreter.get_tensor(index) for name, index in self._outputs}
 
 
+def _runner(
+    entry: ModelEntry, threads: int, shapes: Mapping[str, tuple[int, ...]]
+) -> _Interpreter | LiteMtcnn:
+    """What runs the entry's `.tflite` at the ceiling: a bare interpreter, or for MTCNN
+    (three networks in one flatbuffer, the pyramid and NMS in numpy) the server's own
+    pipeline over one interpreter (modelzoo_server.litert_mtcnn)."""
+    artifact = entry.record.artifact(TFLITE)
+    if artifact is not None and artifact.pipeline == MTCNN_NETS:
+        data = tflite_path(entry).read_bytes()
+        return LiteMtcnn(data, entry.signature, FeedLimits(), threads)
+    return _Interpreter(tflite_path(entry), threads, entry.signature, shapes)
+
+
 def _job(
-    interpreters: list[_Interpreter], feeds: Sequence[Mapping[str, np.ndarray]]
+    interpreters: list[_Interpreter | LiteMtcnn], feeds: Sequence[Mapping[str, np.ndarray]]
 ) -> Callable[[int], None]:
     """One call of the closed loop: a free interpreter (as many as the loop's threads, so
     none ever waits) on the next photo's tensors."""
-    free: queue.SimpleQueue[_Interpreter] = queue.SimpleQueue()
+    free: queue.SimpleQueue[_Interpreter | LiteMtcnn] = queue.SimpleQueue()
     for interpreter in interpreters:
         free.put(interpreter)
 
@@ -162,12 +204,11 @@ def ceiling(ctx: Context, work: Workload, right: Answers, raw1: Cell) -> None:
     entry, plan = work.entry, ctx.plan
     if not served_on_litert(entry):
         return
-    feeds = [{k: np.ascontiguousarray(v) for k, v in f.items()} for f in work.feeds]
+    # C order; np.require keeps a 0-d scalar 0-d (np.ascontiguousarray makes it 1-d).
+    feeds = [{k: np.require(v, requirements="C") for k, v in f.items()} for f in work.feeds]
     shapes = {name: value.shape for name, value in feeds[0].items()}
     configs = {
-        (threads, count): [
-            _Interpreter(tflite_path(entry), threads, entry.signature, shapes) for _ in range(count)
-        ]
+        (threads, count): [_runner(entry, threads, shapes) for _ in range(count)]
         for threads in THREADS
         for count in INTERPRETERS
     }
@@ -207,45 +248,55 @@ def ceiling(ctx: Context, work: Workload, right: Answers, raw1: Cell) -> None:
 # -- the same entry served on TensorFlow ------------------------------------------------------
 
 
-def tensorflow_server(
-    ctx: Context, entry: ModelEntry, flags: Sequence[str], stack: contextlib.ExitStack
-) -> RunningServer | None:
-    """For an entry served on LiteRT: the server again with `--runtime tensorflow` and
-    `flags` (the default cells' batching), up until `stack` closes; else None."""
+def tensorflow_servers(
+    ctx: Context,
+    entry: ModelEntry,
+    configs: Sequence[tuple[str, Sequence[str]]],
+    stack: contextlib.ExitStack,
+) -> dict[str, RunningServer]:
+    """For an entry served on LiteRT: the server again with `--runtime tensorflow`, one per
+    (batching label, flags) of `configs` (on and off where the entry batches: the batcher
+    runs there), up until `stack` closes; {} for an entry served on TensorFlow."""
     if not served_on_litert(entry):
-        return None
-    log = ctx.work / f"server-{entry.name}-runtime-tensorflow.log"
-    try:
-        return stack.enter_context(
-            served.modelzoo_server(
-                entry.name, ctx.model_dir, [*flags, "--runtime", TENSORFLOW], log
+        return {}
+    running = {}
+    for batching, flags in configs:
+        slug = batching.replace("/", "")
+        log = ctx.work / f"server-{entry.name}-runtime-tensorflow-batching-{slug}.log"
+        try:
+            running[batching] = stack.enter_context(
+                served.modelzoo_server(
+                    entry.name, ctx.model_dir, [*flags, "--runtime", TENSORFLOW], log
+                )
             )
-        )
-    except (RuntimeError, TimeoutError, OSError) as exc:
-        ctx.skipped.append((f"{entry.name} served on TensorFlow", f"no server: {exc}"))
-        ctx.log(f"server for {entry.name} on TensorFlow failed: {exc}")
-        return None
+        except (RuntimeError, TimeoutError, OSError) as exc:
+            what = f"{entry.name} served on TensorFlow, batching {batching}"
+            ctx.skipped.append((what, f"no server: {exc}"))
+            ctx.log(f"server for {entry.name} on TensorFlow (batching {batching}) failed: {exc}")
+    return running
 
 
 # -- the bare process: memory and start-up ------------------------------------------------------
 
-# Loads the .tflite as the server does (its thread count, free dimensions at 1), prints
-# "answered" after the first run and its VmRSS after the last. `-P`: nothing from the
-# repository on sys.path, only the venv's packages.
+# Loads the .tflite as the server does (its interpreters and their threads, free dimensions
+# at 1), runs them in turn, prints "answered" after the first run and its VmRSS after the
+# last. `-P`: nothing from the repository on sys.path, only the venv's packages.
 BARE = """
 import sys
 import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
-path, threads, runs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-interpreter = Interpreter(model_path=path, num_threads=threads)
-for d in interpreter.get_input_details():
-    interpreter.resize_tensor_input(d["index"], [max(n, 1) for n in d["shape_signature"]])
-interpreter.allocate_tensors()
-inputs = [(d["index"], np.zeros(d["shape"], d["dtype"])) for d in interpreter.get_input_details()]
+path, threads, runs, count, lone = sys.argv[1], *map(int, sys.argv[2:6])
+interpreters = [Interpreter(model_path=path, num_threads=threads) for _ in range(count)]
+interpreters += [Interpreter(model_path=path, num_threads=lone)] if lone else []
+for interpreter in interpreters:
+    for d in interpreter.get_input_details():
+        interpreter.resize_tensor_input(d["index"], [max(n, 1) for n in d["shape_signature"]])
+    interpreter.allocate_tensors()
 for run in range(runs):
-    for index, value in inputs:
-        interpreter.set_tensor(index, value)
+    interpreter = interpreters[run % len(interpreters)]
+    for d in interpreter.get_input_details():
+        interpreter.set_tensor(d["index"], np.zeros(d["shape"], d["dtype"]))
     interpreter.invoke()
     for d in interpreter.get_output_details():
         interpreter.get_tensor(d["index"])
@@ -256,9 +307,12 @@ print("rss", int(next(s for s in status if s.startswith("VmRSS:")).split()[1]) *
 """
 
 
-def bare_process(path: Path, threads: int, log: Path) -> tuple[float, int]:
+def bare_process(
+    path: Path, threads: int, log: Path, interpreters: int = 1, lone_threads: int = 0
+) -> tuple[float, int]:
     """(seconds from Popen to its first answer, VmRSS in bytes after BARE_RUNS runs)."""
     command = [sys.executable, "-P", "-c", BARE, str(path), str(threads), str(BARE_RUNS)]
+    command += [str(interpreters), str(lone_threads)]
     with log.open("ab") as errors:
         started = time.perf_counter()
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
@@ -304,19 +358,35 @@ def server_ready(ctx: Context, zoo: str, log: Path) -> float:
 
 
 def startup(ctx: Context, entry: ModelEntry) -> None:
-    """STARTUP_RUNS pairs, server then bare process, one process at a time."""
+    """STARTUP_RUNS rounds of server, bare process (one interpreter with the CPU quota's
+    threads: the targets' baseline), bare process with the server's pool; one process at
+    a time."""
     found = figures(ctx)
-    found.threads = available_cpus()  # the server's default --intra-op-threads
-    ctx.log(f"== LiteRT start-up and memory: {STARTUP_RUNS} × (server, bare process)")
+    found.bare_threads = available_cpus()
+    defaults = parse_settings(["--zoo", entry.name], env={})  # the server's defaults
+    found.threads, found.interpreters = defaults.interpreter_threads, defaults.interpreters
+    found.lone_threads = defaults.lone_call_threads
+    ctx.log(
+        f"== LiteRT start-up and memory: {STARTUP_RUNS} × (server, bare process with "
+        f"{found.bare_label}, bare process with the server's pool: {found.pool_label})"
+    )
+    path = tflite_path(entry)
     for _ in range(STARTUP_RUNS):
         found.server_ready_s.append(server_ready(ctx, entry.name, ctx.work / "startup-server.log"))
-        answered, rss = bare_process(tflite_path(entry), found.threads, ctx.work / "bare.log")
+        answered, rss = bare_process(path, found.bare_threads, ctx.work / "bare.log")
         found.bare_answer_s.append(answered)
         found.bare_rss.append(rss)
+        answered, rss = bare_process(
+            path, found.threads, ctx.work / "bare-pool.log", found.interpreters, found.lone_threads
+        )
+        found.pool_answer_s.append(answered)
+        found.pool_rss.append(rss)
     ctx.log(
         f"start → ready: server {statistics.median(found.server_ready_s):.2f}s, bare first "
-        f"answer {statistics.median(found.bare_answer_s):.2f}s; bare VmRSS "
-        f"{statistics.median(found.bare_rss) / 2**20:.0f} MiB"
+        f"answer {statistics.median(found.bare_answer_s):.2f}s (pool "
+        f"{statistics.median(found.pool_answer_s):.2f}s); bare VmRSS "
+        f"{statistics.median(found.bare_rss) / 2**20:.0f} MiB (pool "
+        f"{statistics.median(found.pool_rss) / 2**20:.0f} MiB)"
     )
 
 
@@ -324,16 +394,26 @@ def startup(ctx: Context, entry: ModelEntry) -> None:
 
 
 def runtime_pairs(ctx: Context, model: str) -> dict[int, tuple[Cell | None, Cell | None]]:
-    """Per concurrency in TF_CONCURRENCIES: (served V2 on LiteRT, on TensorFlow), with the
-    batching `tensorflow_server` serves it with (on, or n/a where the model does not batch)."""
+    """Per concurrency in TF_CONCURRENCIES: (served V2 on LiteRT, on TensorFlow) with the
+    same batching label: off (both servers with the default flags), or n/a where the model
+    does not batch. TensorFlow with batching on: `tensorflow_batched`."""
     pairs = {}
     for c in TF_CONCURRENCIES:
-        for batching in ("on", "n/a"):
-            tensorflow = ctx.find(model, TF_SERVED, batching, c)
-            if tensorflow is not None:
+        pair: tuple[Cell | None, Cell | None] = (None, None)
+        for batching in ("off", "n/a"):
+            pair = (
+                ctx.find(model, "served V2", batching, c),
+                ctx.find(model, TF_SERVED, batching, c),
+            )
+            if any(cell is not None for cell in pair):
                 break
-        pairs[c] = (ctx.find(model, "served V2", batching, c), tensorflow)
+        pairs[c] = pair
     return pairs
+
+
+def tensorflow_batched(ctx: Context, model: str, concurrency: int) -> Cell | None:
+    """The entry served on TensorFlow with batching on, where measured."""
+    return ctx.find(model, TF_SERVED, "on", concurrency)
 
 
 def section(ctx: Context) -> None:
@@ -380,12 +460,12 @@ def _ceiling_rows(ctx: Context, entries: list[str]) -> list[list[str]]:
         if top is None or raw1 is None:
             continue
         row = [model, f"{top.images_per_s:.1f} ({config_label(top)})"]
-        row += [f"{raw1.images_per_s:.1f}", f"{top.images_per_s / raw1.images_per_s:.2f}×"]
+        row += [f"{raw1.images_per_s:.1f}", ratio(top.images_per_s, raw1.images_per_s)]
         if fastest is None:
             rows.append([*row, "—", "—", "—"])
             continue
         where = f"{fastest.path}, concurrency {fastest.concurrency}, batching {fastest.batching}"
-        share = fastest.images_per_s / top.images_per_s
+        share = fastest.images_per_s / top.images_per_s if top.images_per_s > 0 else math.nan
         row += [f"{fastest.images_per_s:.1f} ({where})", f"{share * 100:.1f} %"]
         rows.append([*row, client_cores(fastest)])
     return rows
@@ -397,6 +477,7 @@ def _runtime_rows(ctx: Context, entries: list[str]) -> list[list[str]]:
         for c, (lite, tensorflow) in runtime_pairs(ctx, model).items():
             if lite is None or tensorflow is None:
                 continue
+            batched = tensorflow_batched(ctx, model, c)
             rows.append(
                 [
                     model,
@@ -404,51 +485,81 @@ def _runtime_rows(ctx: Context, entries: list[str]) -> list[list[str]]:
                     lite.batching,
                     f"{lite.images_per_s:.1f}",
                     f"{tensorflow.images_per_s:.1f}",
-                    f"{lite.images_per_s / tensorflow.images_per_s:.2f}×",
+                    ratio(lite.images_per_s, tensorflow.images_per_s),
                     f"{lite.p(50):.1f} / {tensorflow.p(50):.1f}",
+                    "—" if batched is None else f"{batched.images_per_s:.1f}",
+                    "—" if batched is None else ratio(lite.images_per_s, batched.images_per_s),
                 ]
             )
     return rows
 
 
+def ratio(mine: float, theirs: float, digits: int = 2) -> str:
+    """mine ÷ theirs as "1.23×", "nan×" where theirs is no number to divide by."""
+    ok = theirs > 0 and not math.isnan(theirs) and not math.isnan(mine)
+    return f"{mine / theirs:.{digits}f}×" if ok else "nan×"
+
+
+def _median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
 def _startup_text(ctx: Context, found: LiteRTFigures) -> str:
     if not found.server_ready_s:
         return "Start-up and the bare process's memory were not measured in this run."
-    ready, answer = found.server_ready_s, found.bare_answer_s
-    rss = statistics.median(found.bare_rss)
+    ready, answer, pool = found.server_ready_s, found.bare_answer_s, found.pool_answer_s
+    rss, pool_rss = _median(found.bare_rss), _median(found.pool_rss)
     rows = [
         [
             f"`{CLASSIFIER}` server, default flags",
             "Popen → first 200 on `/v2/health/ready`",
-            f"{statistics.median(ready):.2f} s",
+            f"{_median(ready):.2f} s",
             ", ".join(f"{s:.2f}" for s in ready),
+            "—",
         ],
         [
-            "bare interpreter process",
+            f"bare process, {found.bare_label} (the targets' baseline)",
             "Popen → first answer",
-            f"{statistics.median(answer):.2f} s",
+            f"{_median(answer):.2f} s",
             ", ".join(f"{s:.2f}" for s in answer),
+            f"{rss / 2**20:.0f}",
+        ],
+        [
+            f"bare process, the server's pool: {found.pool_label}",
+            "Popen → first answer",
+            f"{_median(pool):.2f} s",
+            ", ".join(f"{s:.2f}" for s in pool),
+            f"{pool_rss / 2**20:.0f}",
         ],
     ]
     text = (
         f"`{CLASSIFIER}`'s server with its default flags (it serves on LiteRT), started "
         "from nothing, its readiness polled every 10 ms, against a bare process "
         f"(`python -P -c BARE`, tests/bench/litert.py) that imports `ai_edge_litert`, loads "
-        f"the same `.tflite` with {found.threads} interpreter threads (the server's "
-        "default), runs it on zeros and prints a line after its first answer, then runs it "
-        f"{BARE_RUNS} times in all and prints its VmRSS. {len(ready)} of each, one process "
-        "at a time, server and bare process alternating; medians.\n\n"
-        + _table(("process", "from → to", "median", "each run (s)"), rows)
+        f"the same `.tflite` into one interpreter with the CPU quota's {found.bare_threads} "
+        "thread(s) (the issue's baseline: a process that only loads the interpreter and "
+        "runs it; the memory and start-up targets divide by it), runs it on zeros, prints "
+        f"a line after its first answer, then runs {BARE_RUNS} times in all and prints its "
+        "VmRSS. The same script with the server's default pool "
+        f"({found.pool_label}, run in turn) shows what the pool itself costs. "
+        f"{len(ready)} of each, one process at a time, server, bare, bare pool "
+        "alternating; medians.\n\n"
+        + _table(("process", "from → to", "median", "each run (s)", "VmRSS MiB (median)"), rows)
     )
     memory = ctx.memory
     if memory is not None and memory.model == CLASSIFIER:
         text += (
             f"\n\nMemory: the served model's VmRSS after {memory.warmup_requests:,} warm-up "
-            f"and {memory.requests:,} more requests (the resident-memory section: batching "
-            f"on, concurrency 16) is {memory.after / 2**20:.0f} MiB, the bare process's "
-            f"{rss / 2**20:.0f} MiB (median): {memory.after / rss:.2f}×. At ready, before any "
-            f"request, the server had {memory.at_ready / 2**20:.0f} MiB "
-            f"({memory.at_ready / rss:.2f}×)."
+            f"and {memory.requests:,} more requests (the resident-memory section: "
+            f"{memory.batching}; concurrency 16) is {memory.after / 2**20:.0f} MiB: "
+            f"{ratio(memory.after, rss)} the bare process with {found.bare_label} "
+            f"({rss / 2**20:.0f} MiB, the target's baseline), {ratio(memory.after, pool_rss)} "
+            f"the bare process with the server's pool ({pool_rss / 2**20:.0f} MiB). The two "
+            "differ because each interpreter packs its own copy of the weights (XNNPACK), "
+            f"so the pool's bare process already holds {ratio(pool_rss, rss)} the single "
+            "interpreter's memory. At ready, before any request, the server had "
+            f"{memory.at_ready / 2**20:.0f} MiB ({ratio(memory.at_ready, rss)} and "
+            f"{ratio(memory.at_ready, pool_rss)})."
         )
     return text
 
@@ -465,7 +576,9 @@ def describe(ctx: Context) -> str:
         f"× {interpreters} interpreters (each driven by its own thread, closed loop), in "
         "alternating slices right after the raw graph (their rows in the measurements "
         "table, divided by the raw TensorFlow graph at batch 1). Before measuring, each "
-        "configuration's answers are checked against the raw graph's. Served: the best "
+        "configuration's answers are checked against the raw graph's. For `mtcnn` (three "
+        "networks in one `.tflite`, the pyramid, crops and NMS in numpy) the interpreter is "
+        "the server's own pipeline over one interpreter (`LiteMtcnn`). Served: the best "
         "images/s of the paths that carry the task's tensors (REST V2, gRPC), at any "
         "concurrency and batching. The load generator's share of the machine is the bench "
         "process's CPU time over that cell (`time.process_time`, every thread of the "
@@ -482,9 +595,13 @@ def describe(ctx: Context) -> str:
             ),
             _ceiling_rows(ctx, entries),
         ),
-        "**Served on LiteRT ÷ on TensorFlow.** The default server (LiteRT) against the same "
-        "entry served with `--runtime tensorflow` and the same batching flags, REST V2 with "
-        "checked answers, in the same alternating slices as the model's other served cells.",
+        "**Served on LiteRT ÷ on TensorFlow.** The default server (LiteRT, which never "
+        "batches: batching off, or n/a where the entry cannot batch) against the same entry "
+        "served with `--runtime tensorflow` and the same batching label (both servers with "
+        "the default flags), REST V2 with checked answers, in the same alternating slices "
+        "as the model's other served cells. Where the entry batches, TensorFlow also ran "
+        f"with batching on (`{' '.join(ctx.plan.batching_on)}`): the last two columns "
+        "(— where not measured); its on ÷ off is in the dynamic batching table.",
         _table(
             (
                 "entry",
@@ -494,6 +611,8 @@ def describe(ctx: Context) -> str:
                 "TensorFlow images/s",
                 "LiteRT ÷ TensorFlow",
                 "p50 ms, LiteRT / TensorFlow",
+                "TensorFlow, batching on, images/s",
+                "LiteRT ÷ TensorFlow batching on",
             ),
             _runtime_rows(ctx, entries),
         ),

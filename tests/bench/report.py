@@ -7,7 +7,7 @@ import math
 import os
 from pathlib import Path
 
-from tests.bench.litert import CEILING_PATHS, TF_SERVED
+from tests.bench.litert import CEILING_PATHS, TF_CONCURRENCIES, TF_SERVED
 from tests.bench.peers import KSERVE_COUNTERPART, KSERVE_NAIVE, KSERVE_TUNED
 from tests.bench.run import Context
 from tests.bench.stats import Cell
@@ -173,9 +173,13 @@ def write_markdown(
         lines += [
             "## Dynamic batching",
             "",
-            "The server with `--max-batch-size 32 --max-delay-ms 5` (on) against "
-            "`--max-batch-size 1` (off), next to what batching gives the raw graph alone "
-            "(its images/s at the batch size ÷ at batch 1).",
+            f"The server with `{' '.join(plan.batching_on)}` (on) against "
+            f"`{' '.join(plan.batching_off)}` (off), next to what batching gives the raw "
+            "graph alone (its images/s at the batch size ÷ at batch 1). An entry served on "
+            "LiteRT does not batch there (no gain measured, ×4 memory: "
+            "server/modelzoo_server/model.py), so its batcher is measured on its "
+            f"TensorFlow servers (`{TF_SERVED}`, REST V2 at concurrency "
+            f"{', '.join(str(c) for c in TF_CONCURRENCIES)}).",
             "",
             *_table(
                 (
@@ -235,7 +239,7 @@ def write_markdown(
         lines += ["Not measured in this run.", ""]
     else:
         lines += [
-            f"`{memory.model}` served with batching on, {memory.requests:,} requests "
+            f"`{memory.model}` served with {memory.batching}: {memory.requests:,} requests "
             f"(half `/infer`, half V2, concurrency 16) in {memory.seconds:.0f} s"
             + (f", {memory.errors} errors" if memory.errors else "")
             + (f"; the time cap stopped it before {memory.planned:,}" if memory.capped else "")
@@ -295,7 +299,9 @@ def write_markdown(
         "- **Served**: the real `python -m modelzoo_server` on a loopback port with its "
         "default flags (thread pools from the CPU quota), plus "
         f"`{' '.join(plan.batching_on)}` (batching on) or `{' '.join(plan.batching_off)}` "
-        "(off); models that do not batch run once (`n/a`). Load: an aiohttp client in the "
+        "(off); models that do not batch run once (`n/a`), and so do models served on "
+        "LiteRT, which never batches: one server with the default flags (off), plus REST V2 "
+        f"on TensorFlow (`{TF_SERVED}`), batching on and off. Load: an aiohttp client in the "
         "bench process, `c` closed-loop clients, a fixed request count per cell (the same "
         "for every path at one concurrency: about "
         f"{plan.cell_seconds:.0f} s of the raw graph's images/s, {plan.min_rounds}+ requests "

@@ -10,7 +10,7 @@ import contextlib
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -46,6 +46,7 @@ class Memory:
     seconds: float
     capped: bool
     curve: list[tuple[int, int]]  # (requests after the warm-up, VmRSS bytes)
+    batching: str = "batching on"  # how it was served, in words (the report's)
 
     @property
     def growth(self) -> float:
@@ -86,6 +87,16 @@ class Context:
                 concurrency,
                 batch,
             ):
+                return cell
+        return None
+
+    def find_default(self, model: str, path: str, concurrency: int) -> Cell | None:
+        """The cell of the model's default server on `path`: batching on where it was
+        measured (an entry served on TensorFlow), else off (an entry served on LiteRT,
+        which does not batch), else n/a (an entry that cannot batch)."""
+        for batching in ("on", "off", "n/a"):
+            cell = self.find(model, path, batching, concurrency)
+            if cell is not None:
                 return cell
         return None
 
@@ -180,7 +191,9 @@ def models_section(ctx: Context) -> None:
 
 def measure_model(ctx: Context, work: Workload) -> None:
     """Raw graph (and LiteRT's ceiling), then per concurrency: in-process, served (on/off ×
-    /infer, REST V2, gRPC V2; REST V2 on TensorFlow for entries served on LiteRT), peers.
+    /infer, REST V2, gRPC V2), peers. An entry served on LiteRT, which never batches, gets
+    one server (`batching_off`: the default flags) and, at litert.TF_CONCURRENCIES, REST V2
+    on TensorFlow with batching on and off (where the batcher still runs).
 
     Every server of the model is started first and stays up (idle when not measured), so
     each concurrency's cells run back to back, minutes closer to their baseline.
@@ -199,11 +212,21 @@ def measure_model(ctx: Context, work: Workload) -> None:
     for batch, cell in raw.items():
         ctx.add(cell, raw[1] if batch != 1 else None, RAW1)
 
-    configs = (
-        [("on", plan.batching_on), ("off", plan.batching_off)]
-        if can_batch(entry)
-        else [("n/a", ())]
-    )
+    # On LiteRT the batching flags change nothing (modelzoo_server.model.why_unbatched):
+    # "on" would be the "off" server again, so only the default one runs there.
+    both: list[tuple[str, Sequence[str]]] = [
+        ("on", plan.batching_on),
+        ("off", plan.batching_off),
+    ]
+    on_litert = litert.served_on_litert(entry)
+    if on_litert:
+        litert.figures(ctx).served.append(name)
+    if not can_batch(entry):
+        configs: list[tuple[str, Sequence[str]]] = [("n/a", ())]
+    elif on_litert:
+        configs = [("off", plan.batching_off)]
+    else:
+        configs = both
     # V2 answers, REST and gRPC alike, must be the raw graph's for the same tensors.
     top = loaded.task.output_name if isinstance(loaded.task, ImageClassification) else None
     right = answers.reference(loaded.graph.run, work.feeds, top)
@@ -227,8 +250,11 @@ def measure_model(ctx: Context, work: Workload) -> None:
                 ctx.skipped.append((f"{name} served, batching {batching}", f"no server: {exc}"))
                 ctx.log(f"server for {name} (batching {batching}) failed: {exc}")
         kserve = kserve_peers(ctx, entry, stack)
-        # An entry served on LiteRT, served again on TensorFlow (the first config's flags).
-        tensorflow = litert.tensorflow_server(ctx, entry, configs[0][1], stack)
+        # An entry served on LiteRT, served again on TensorFlow: batching on and off where
+        # it batches; {} for an entry served on TensorFlow.
+        tensorflow = litert.tensorflow_servers(
+            ctx, entry, both if can_batch(entry) else configs, stack
+        )
 
         for c in plan.concurrencies:
             # One fixed request count for every path at this concurrency, from the raw
@@ -254,11 +280,11 @@ def measure_model(ctx: Context, work: Workload) -> None:
                         _grpc_job, server.grpc_address, name, grpc_requests, c, per_slice, cap, warm
                     )
                     metrics_url["served gRPC", batching] = server.url
-            if tensorflow is not None and c in litert.TF_CONCURRENCIES:
-                key = (litert.TF_SERVED, configs[0][0])
+            for batching, server in tensorflow.items() if c in litert.TF_CONCURRENCIES else ():
+                key = (litert.TF_SERVED, batching)
                 v2 = endpoints[1][1]
-                jobs[key] = partial(_http_job, tensorflow.url, v2, c, per_slice, cap, warm)
-                metrics_url[key] = tensorflow.url
+                jobs[key] = partial(_http_job, server.url, v2, c, per_slice, cap, warm)
+                metrics_url[key] = server.url
             # (4) what a user would run instead
             if name == FACES and c in plan.peer_concurrencies_mtcnn:
                 jobs["mtcnn package", "n/a"] = partial(
@@ -392,9 +418,18 @@ def memory_section(ctx: Context) -> None:
     concurrency, warmup = 16, plan.memory_warmup
     cap = max(120.0, plan.memory_requests / 10)  # at least 10 requests/s, or it is capped
     log = ctx.work / "server-memory.log"
+    from tests.bench import litert  # it imports this module
+
+    # The batching flags; on LiteRT the server ignores them (it never batches there).
     flags = plan.batching_on
+    if litert.served_on_litert(entry):
+        batching = "the batching-on flags, ignored on LiteRT, which does not batch"
+    elif not can_batch(entry):
+        batching = "the batching-on flags, which change nothing: the model cannot batch"
+    else:
+        batching = "batching on"
     ctx.log(
-        f"== resident memory: {entry.name}, batching on, {warmup} warm-up requests, "
+        f"== resident memory: {entry.name}, {batching}, {warmup} warm-up requests, "
         f"then {plan.memory_requests} more"
     )
     chunks = 10
@@ -427,6 +462,7 @@ def memory_section(ctx: Context) -> None:
         seconds=load.seconds,
         capped=load.capped,
         curve=curve,
+        batching=batching,
     )
     m = ctx.memory
     ctx.log(

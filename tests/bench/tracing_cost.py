@@ -38,6 +38,7 @@ from modelzoo_server.runtime import load_graph
 from modelzoo_server.tasks import TASKS
 from modelzoo_server.tasks.image_classification import ImageClassification
 from tests.bench import answers, served
+from tests.bench.litert import served_on_litert
 from tests.bench.loadgen import HttpRequest, Load, drive_http
 from tests.bench.plan import CLASSIFIER
 from tests.bench.run import SAME_C, Context, Section, cell_from_load, planned_requests
@@ -376,7 +377,14 @@ def section(ctx: Context) -> None:
     except RecordError as exc:
         ctx.skipped.append((what, f"{CLASSIFIER} is not in the built catalog: {exc}"))
         return
-    batching, flags = ("on", ctx.plan.batching_on) if can_batch(entry) else ("n/a", ())
+    # The model's default server: batching on where the batcher runs (TensorFlow); on
+    # LiteRT, which does not batch, the default flags (off); n/a where it cannot batch.
+    if not can_batch(entry):
+        batching, flags = "n/a", ()
+    elif served_on_litert(entry):
+        batching, flags = "off", ctx.plan.batching_off
+    else:
+        batching, flags = "on", ctx.plan.batching_on
     ctx.log(f"== tracing: {entry.name}, REST V2, batching {batching}; the no-op calls first")
     work = workload(entry)
     requests = work.v2_requests(entry.name, _reference(work))
