@@ -100,6 +100,12 @@ def _match(specs: tuple[TensorSpec, ...], details: list[dict[str, Any]], side: s
     return indices
 
 
+def rejected(exc: Exception) -> InvalidInput:
+    """A kernel's refusal of a feed the signature allowed, as the client's error."""
+    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return InvalidInput(f"the model rejected the input: {reason}")
+
+
 class _Interpreter:
     """One LiteRT interpreter and the input shapes it is planned for."""
 
@@ -201,8 +207,7 @@ class LiteModel:
             # The signature allowed the feed but a kernel's own checks did not; the
             # next call plans its buffers afresh.
             interpreter.shapes = None
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc)
-            raise InvalidInput(f"the model rejected the input: {reason}") from exc
+            raise rejected(exc) from exc
         return dict(zip(self._output_names, results, strict=True))
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -17,7 +17,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from modelzoo_models.contract import RefusedGraph
-from modelzoo_server.errors import InvalidInput
+from modelzoo_server.litert import rejected
 from modelzoo_server.mtcnn_pipeline import detect
 from modelzoo_server.signature import FeedLimits, Signature, validate_feeds
 
@@ -122,7 +122,7 @@ class LiteNets:
 
 
 class LiteMtcnn:
-    """The MTCNN detector on one interpreter: feeds and outputs as the zoo graph's."""
+    """The MTCNN detector on LiteNets' interpreters: feeds and outputs as the zoo graph's."""
 
     def __init__(
         self, data: bytes, signature: Signature, feed_limits: FeedLimits, num_threads: int
@@ -148,5 +148,4 @@ class LiteMtcnn:
             try:
                 return detect(self._nets, image, float(min_size), thresholds, float(factor))
             except (RuntimeError, ValueError) as exc:
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc)
-                raise InvalidInput(f"the model rejected the input: {reason}") from exc
+                raise rejected(exc) from exc
