@@ -147,6 +147,8 @@ class ModelSpec:
     # A zoo entry with a verified .tflite on a CPU pod: the server runs it on LiteRT,
     # without TensorFlow, in a fraction of the memory.
     on_litert: bool = False
+    # On LiteRT as a pipeline of networks (mtcnn), whose buffers grow with the photos.
+    litert_pipeline: bool = False
 
     @property
     def min_replicas(self) -> int:
@@ -193,6 +195,8 @@ class ZooEntryNames:
     names: frozenset[str] | None
     origin: str
     litert: frozenset[str] = frozenset()
+    # Of those, the ones whose .tflite runs as a pipeline of networks (mtcnn).
+    pipelines: frozenset[str] = frozenset()
 
     def check(self, zoo: str) -> None:
         if self.names is not None and zoo not in self.names:
@@ -206,18 +210,22 @@ def load_zoo_entry_names(catalog_path: str, zoo_entries: Sequence[str] = ()) -> 
     try:
         records = json.loads(Path(catalog_path).read_text())["models"]
         names = frozenset(str(r["name"]) for r in records)
-        litert = frozenset(
-            str(r["name"])
+        tflites = {
+            str(r["name"]): a
             for r in records
-            if any(a.get("format") == TFLITE for a in r.get("artifacts") or ())
-        )
+            for a in r.get("artifacts") or ()
+            if a.get("format") == TFLITE
+        }
+        litert = frozenset(tflites)
+        pipelines = frozenset(name for name, a in tflites.items() if a.get("pipeline"))
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        names, litert = None, frozenset()
+        names, litert, pipelines = None, frozenset(), frozenset()
     if zoo_entries:
-        return ZooEntryNames(frozenset(zoo_entries), "MODELZOO_OPERATOR_ZOO_ENTRIES", litert)
+        origin = "MODELZOO_OPERATOR_ZOO_ENTRIES"
+        return ZooEntryNames(frozenset(zoo_entries), origin, litert, pipelines)
     if names is None:
         return ZooEntryNames(None, f"{catalog_path} (unreadable: zoo entries are not checked)")
-    return ZooEntryNames(names, catalog_path, litert)
+    return ZooEntryNames(names, catalog_path, litert, pipelines)
 
 
 def child_name(zoo: str, model: str) -> str:
@@ -460,6 +468,12 @@ def _model(
     autoscaling = _autoscaling(model.get("autoscaling"))
     replicas, gpu = _counts(model)
     runtime = _runtime(model.get("runtime"), gpu)
+    on_litert = (
+        source.kind == "zoo"
+        and source.zoo in entry_names.litert
+        and gpu == 0
+        and runtime in ("", AUTO, LITERT)
+    )
     return ModelSpec(
         name=name,
         source=source,
@@ -476,12 +490,8 @@ def _model(
         # A model's own `auth` replaces the zoo's.
         auth=_auth(model.get("auth") or zoo_auth),
         runtime=runtime,
-        on_litert=(
-            source.kind == "zoo"
-            and source.zoo in entry_names.litert
-            and gpu == 0
-            and runtime in ("", AUTO, LITERT)
-        ),
+        on_litert=on_litert,
+        litert_pipeline=on_litert and source.zoo in entry_names.pipelines,
     )
 
 

@@ -26,7 +26,7 @@ from modelzoo_server.metrics import Metrics
 from modelzoo_server.model import ServedModel
 from modelzoo_server.model_entry import ModelEntry, from_catalog
 from modelzoo_server.runtime import configure_threads
-from modelzoo_server.runtimes import TENSORFLOW, reason
+from modelzoo_server.runtimes import TENSORFLOW, reason, runs_pipeline
 from modelzoo_server.runtimes import choose as choose_runtime
 from modelzoo_server.settings import Settings, parse_settings
 from modelzoo_server.user_graph import graph_entry
@@ -64,15 +64,17 @@ def build_model(
     entry = resolve_entry(settings)
     runtime = choose_runtime(entry, settings.runtime)
     log.info("%s runs on %s: %s", entry.name, runtime, reason(entry, settings.runtime, runtime))
+    pipeline = runs_pipeline(entry)
+    members, threads, lone = settings.litert_members(pipeline)
     if runtime == TENSORFLOW:  # on LiteRT, TensorFlow is never imported
         configure_threads(settings.intra_op_threads, settings.inter_op_threads)
     else:
-        lone = settings.lone_call_threads
         log.info(
-            "%s: %d LiteRT interpreter(s) × %d thread(s)%s, %d executor threads",
+            "%s: %d LiteRT %s × %d thread(s)%s, %d executor threads",
             entry.name,
-            settings.interpreters,
-            settings.interpreter_threads,
+            members,
+            "pipeline(s)" if pipeline else "interpreter(s)",
+            threads,
             f", and one with {lone} for a lone call" if lone else "",
             settings.executor_threads,
         )
@@ -85,9 +87,9 @@ def build_model(
         max_delay_ms=settings.max_delay_ms,
         image_limits=ImageLimits(max_pixels=settings.max_pixels),
         runtime=runtime,
-        threads=settings.interpreter_threads,  # LiteRT's; TensorFlow's are configured above
-        interpreters=settings.interpreters,
-        lone_threads=settings.lone_call_threads,
+        threads=threads,  # LiteRT's; TensorFlow's are configured above
+        interpreters=members,
+        lone_threads=lone,
         tracer=tracer,
     )
     log.info("%s: dynamic batching %s", entry.name, model.batching)

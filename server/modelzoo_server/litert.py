@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import struct
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 from ai_edge_litert import schema_py_generated as schema
@@ -28,6 +29,7 @@ from modelzoo_server.runtime import LoadLimits, read_model_file
 from modelzoo_server.signature import FeedLimits, Signature, TensorSpec, validate_feeds
 
 MAX_FILE_BYTES = LoadLimits.max_file_bytes  # the same cap as for a graph
+T = TypeVar("T")
 _BUILTIN_NAMES: dict[int, str] = {
     code: name for name, code in vars(schema.BuiltinOperator).items() if not name.startswith("_")
 }
@@ -106,6 +108,63 @@ def rejected(exc: Exception) -> InvalidInput:
     return InvalidInput(f"the model rejected the input: {reason}")
 
 
+class Pool(Generic[T]):
+    """A pool of `size` members (an interpreter, or MTCNN's pipeline of them) made with
+    `num_threads` threads each and, with `lone_threads` above `num_threads`, one more made
+    with `lone_threads` for a call that comes alone.
+
+    A member holds one set of tensors, so a call takes a free one and holds it to the end;
+    `invoke` releases the GIL, so N executor threads run N calls at once. Few threads per
+    member and many members give the most calls per second, many threads the fastest
+    single call: a call that finds nothing else in flight or waiting takes the lone
+    member, and while it runs, the others wait for it rather than oversubscribe the CPUs.
+    """
+
+    def __init__(
+        self, make: Callable[[int], T], num_threads: int, size: int = 1, lone_threads: int = 0
+    ) -> None:
+        if size < 1:
+            raise ValueError("a pool needs at least one member")
+        self.pooled = [make(num_threads) for _ in range(size)]
+        self.lone = make(lone_threads) if lone_threads > num_threads else None
+        self.members = [*self.pooled, *([self.lone] if self.lone is not None else [])]
+        self.waiting = 0
+        self._turns = threading.Condition()
+        self._free = list(self.pooled)  # a stack: at low load, the same warm one
+        self._lone_busy = False
+
+    def _take(self) -> T:
+        with self._turns:
+            alone = not self.waiting and len(self._free) == len(self.pooled)
+            if self.lone is not None and alone and not self._lone_busy:
+                self._lone_busy = True
+                return self.lone
+            self.waiting += 1
+            try:
+                while self._lone_busy or not self._free:
+                    self._turns.wait()
+            finally:
+                self.waiting -= 1
+            return self._free.pop()
+
+    def _give(self, member: T) -> None:
+        with self._turns:
+            if member is self.lone:
+                self._lone_busy = False
+            else:
+                self._free.append(member)
+            self._turns.notify_all()
+
+    @contextmanager
+    def take(self) -> Iterator[T]:
+        """A free member for the block (waiting for one if need be), given back after it."""
+        member = self._take()
+        try:
+            yield member
+        finally:
+            self._give(member)
+
+
 class _Interpreter:
     """One LiteRT interpreter and the input shapes it is planned for."""
 
@@ -135,17 +194,10 @@ class _Interpreter:
 
 
 class LiteModel:
-    """LiteRT interpreters over one checked flatbuffer, each resized to each feed's shape:
-    a pool of `interpreters` with `num_threads` threads each and, with `lone_threads`
-    above `num_threads`, one more with `lone_threads` for a call that comes alone.
-
-    One interpreter holds one set of tensors, so a call takes a free one and holds it to
-    the end; `invoke` releases the GIL, so N executor threads run N calls at once. Few
-    threads per interpreter and many interpreters give the most calls per second, many
-    threads the fastest single call: a call that finds nothing else in flight or waiting
-    takes the lone interpreter, and while it runs, the others wait for it rather than
-    oversubscribe the CPUs. The interpreters share the model's bytes; each has its own
-    XNNPACK plan and packed weights.
+    """LiteRT interpreters over one checked flatbuffer, each resized to each feed's shape,
+    in a Pool: `interpreters` with `num_threads` threads each and, with `lone_threads`
+    above `num_threads`, one more with `lone_threads` for a call that comes alone. The
+    interpreters share the model's bytes; each has its own XNNPACK plan and packed weights.
     """
 
     def __init__(
@@ -157,44 +209,18 @@ class LiteModel:
         interpreters: int = 1,
         lone_threads: int = 0,
     ) -> None:
-        if interpreters < 1:
-            raise ValueError("a LiteModel needs at least one interpreter")
         self.signature = signature
         self.feed_limits = feed_limits
-        self.interpreters = [
-            _Interpreter(data, signature, num_threads) for _ in range(interpreters)
-        ]
-        self.lone = (
-            _Interpreter(data, signature, lone_threads) if lone_threads > num_threads else None
+        self._pool = Pool(
+            lambda threads: _Interpreter(data, signature, threads),
+            num_threads,
+            interpreters,
+            lone_threads,
         )
-        self._turns = threading.Condition()
-        self._free = list(self.interpreters)  # a stack: at low load, the same warm one
-        self._lone_busy = False
-        self._waiting = 0
+        self.interpreters = self._pool.pooled
+        self.lone = self._pool.lone
         self._input_tensors = [s.tensor for s in signature.inputs]
         self._output_names = [s.name for s in signature.outputs]
-
-    def _take(self) -> _Interpreter:
-        with self._turns:
-            alone = not self._waiting and len(self._free) == len(self.interpreters)
-            if self.lone is not None and alone and not self._lone_busy:
-                self._lone_busy = True
-                return self.lone
-            self._waiting += 1
-            try:
-                while self._lone_busy or not self._free:
-                    self._turns.wait()
-            finally:
-                self._waiting -= 1
-            return self._free.pop()
-
-    def _give(self, interpreter: _Interpreter) -> None:
-        with self._turns:
-            if interpreter is self.lone:
-                self._lone_busy = False
-            else:
-                self._free.append(interpreter)
-            self._turns.notify_all()
 
     def _values(self, feeds: Mapping[str, np.ndarray]) -> list[np.ndarray]:
         checked = validate_feeds(self.signature, feeds, self.feed_limits)
@@ -213,18 +239,14 @@ class LiteModel:
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Validate feeds (by public name) and run the model; returns outputs by public name."""
         values = self._values(feeds)
-        interpreter = self._take()
-        try:
+        with self._pool.take() as interpreter:
             return self._call(interpreter, values)
-        finally:
-            self._give(interpreter)
 
     def warm_up(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """`run` on every interpreter (the last one's outputs), so that each has planned
         its buffers before the first request reaches it; before serving, nothing else runs."""
         values = self._values(feeds)
-        everyone = [*self.interpreters, *([self.lone] if self.lone is not None else [])]
-        return [self._call(interpreter, values) for interpreter in everyone][-1]
+        return [self._call(interpreter, values) for interpreter in self._pool.members][-1]
 
 
 def load_tflite(

@@ -4,12 +4,13 @@ The whole-image graph does not convert to builtin ops (its pyramid runs a float6
 and `ResizeArea`, its stages `CropAndResize`), so the zoo build converts the three
 networks alone (modelzoo_models.recipes.mtcnn) and the pyramid, NMS and crops run here in
 numpy (modelzoo_server.mtcnn_pipeline), mirroring the graph. `LiteMtcnn.run` has the
-graph's contract: the same feeds and outputs by public name.
+graph's contract: the same feeds and outputs by public name. It serves a pool of
+pipelines (`LiteNets`, each with its own interpreters) under litert.Pool's policy, as
+LiteModel serves a pool of interpreters.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -17,7 +18,7 @@ import numpy as np
 from ai_edge_litert.interpreter import Interpreter
 
 from modelzoo_models.contract import RefusedGraph
-from modelzoo_server.litert import rejected
+from modelzoo_server.litert import Pool, rejected
 from modelzoo_server.mtcnn_pipeline import detect
 from modelzoo_server.signature import FeedLimits, Signature, validate_feeds
 
@@ -65,7 +66,8 @@ def check_nets(interpreter: Interpreter) -> None:
 
 
 class LiteNets:
-    """modelzoo_server.mtcnn_pipeline.Nets over LiteRT interpreters of one flatbuffer.
+    """modelzoo_server.mtcnn_pipeline.Nets over LiteRT interpreters of one flatbuffer: one
+    pipeline, which runs one call at a time (its runners hold their interpreters' tensors).
 
     Every pyramid level has its own size, and an interpreter resized to a new shape
     re-plans its buffers (measured: 41 of 226 ms for a 1024×768 photo). PNet therefore
@@ -75,7 +77,13 @@ class LiteNets:
     re-plans. Nothing is evicted: with more shapes than fit, evicting the least recently
     used made every level of a cycle of four photos build a new interpreter (served at
     half TensorFlow's speed), and large levels hold the large buffers (about 110 bytes a
-    pixel; an interpreter for every level of 2000×1500 photos held 990 MiB)."""
+    pixel; an interpreter for every level of 2000×1500 photos held 990 MiB).
+
+    The budget is each pipeline's. A third of it each, in a pool of three on 2 CPUs
+    (`--pipelines 2`), saved 370 of the process's 870 MiB after the bench photos and 350 of
+    1670 after 2000×1500 ones (one pipeline: 390 and 770; there most of it is each
+    pipeline's shared PNet, sized by the largest level), but cached 13 of their levels
+    instead of 27 and made a call 10-20% slower: about what the pool gains (14%)."""
 
     PNET_CACHED_PIXELS = 400_000
     PNET_SHARED_FROM = 100_000
@@ -122,10 +130,25 @@ class LiteNets:
 
 
 class LiteMtcnn:
-    """The MTCNN detector on LiteNets' interpreters: feeds and outputs as the zoo graph's."""
+    """The MTCNN detector on LiteRT: feeds and outputs as the zoo graph's.
+
+    A litert.Pool of LiteNets, as LiteModel's of interpreters: `interpreters` pipelines
+    with `num_threads` threads each and, with `lone_threads` above `num_threads`, one more
+    with `lone_threads` for a call that comes alone; a call holds one pipeline from the
+    pyramid to ONet. Measured in-process on 2 CPUs: two 1-thread pipelines ran 44.6
+    images/s against one 2-thread pipeline's 39.2, and a lone call's p50 was 23.1 ms on 2
+    threads against 31.8 ms on 1. Each pipeline holds its own PNet interpreters
+    (LiteNets): after the bench photos the process held 870 MiB with three, 390 MiB with
+    one, which is why the server runs one by default (settings.DEFAULT_PIPELINES)."""
 
     def __init__(
-        self, data: bytes, signature: Signature, feed_limits: FeedLimits, num_threads: int
+        self,
+        data: bytes,
+        signature: Signature,
+        feed_limits: FeedLimits,
+        num_threads: int,
+        interpreters: int = 1,
+        lone_threads: int = 0,
     ) -> None:
         names = (tuple(s.name for s in signature.inputs), tuple(s.name for s in signature.outputs))
         if names != (FEEDS, RESULTS):
@@ -135,17 +158,33 @@ class LiteMtcnn:
             )
         self.signature = signature
         self.feed_limits = feed_limits
-        self._nets = LiteNets(data, num_threads)
+        self._pool = Pool(
+            lambda threads: LiteNets(data, threads), num_threads, interpreters, lone_threads
+        )
         self._tensors = [s.tensor for s in signature.inputs]
-        # The runners hold their interpreters' tensors: calls take turns.
-        self._lock = threading.Lock()
+
+    def _args(self, feeds: Mapping[str, np.ndarray]) -> tuple[np.ndarray, float, np.ndarray, float]:
+        checked = validate_feeds(self.signature, feeds, self.feed_limits)
+        image, min_size, thresholds, factor = (checked[t] for t in self._tensors)
+        return image, float(min_size), thresholds, float(factor)
+
+    @staticmethod
+    def _detect(
+        nets: LiteNets, args: tuple[np.ndarray, float, np.ndarray, float]
+    ) -> dict[str, np.ndarray]:
+        try:
+            return detect(nets, *args)
+        except (RuntimeError, ValueError) as exc:
+            raise rejected(exc) from exc
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Validate feeds (by public name) and detect; returns outputs by public name."""
-        checked = validate_feeds(self.signature, feeds, self.feed_limits)
-        image, min_size, thresholds, factor = (checked[t] for t in self._tensors)
-        with self._lock:
-            try:
-                return detect(self._nets, image, float(min_size), thresholds, float(factor))
-            except (RuntimeError, ValueError) as exc:
-                raise rejected(exc) from exc
+        args = self._args(feeds)
+        with self._pool.take() as nets:
+            return self._detect(nets, args)
+
+    def warm_up(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """`run` on every pipeline (the last one's outputs), so that each has planned its
+        buffers before the first request reaches it; before serving, nothing else runs."""
+        args = self._args(feeds)
+        return [self._detect(nets, args) for nets in self._pool.members][-1]

@@ -48,6 +48,12 @@ def reason(entry: ModelEntry, wanted: str, runtime: str) -> str:
     return entry.record.notes.get(TFLITE, "no verified .tflite")
 
 
+def runs_pipeline(entry: ModelEntry) -> bool:
+    """On LiteRT, the entry runs as a pipeline of networks (mtcnn), not one interpreter."""
+    tflite = entry.record.artifact(TFLITE)
+    return tflite is not None and tflite.pipeline == MTCNN_NETS
+
+
 def import_runtime(runtime: str) -> None:
     """Import the runtime's library (TensorFlow takes seconds, LiteRT a fraction), so that
     the start-up log can tell that time from the model's own load."""
@@ -64,7 +70,8 @@ def load_runtime(
     lone_threads: int = 0,
 ) -> Runtime:
     """Check and load the entry's file for `runtime` (blocking); RefusedGraph if refused.
-    `threads`, `interpreters`, `lone_threads`: LiteRT's pool (litert.LiteModel);
+    `threads`, `interpreters`, `lone_threads`: LiteRT's pool (litert.Pool) of interpreters,
+    or of pipelines for a pipeline model (Settings.litert_members);
     TensorFlow takes its threads from configure_threads."""
     if runtime == LITERT:
         from modelzoo_server.litert import load_tflite
@@ -72,13 +79,14 @@ def load_runtime(
         tflite = entry.record.artifact(TFLITE)
         assert tflite is not None, "choose() refuses LiteRT without a .tflite"
         path = entry.artifact_path(tflite)
-        if tflite.pipeline == MTCNN_NETS:
+        if runs_pipeline(entry):
             from modelzoo_server.litert import read_tflite
             from modelzoo_server.litert_mtcnn import LiteMtcnn
 
             data = read_tflite(path, tflite.sha256, limits.max_file_bytes)
-            # One interpreter, no pool: it gets the threads the pool's would have.
-            return LiteMtcnn(data, entry.signature, feed_limits, threads * interpreters)
+            return LiteMtcnn(
+                data, entry.signature, feed_limits, threads, interpreters, lone_threads
+            )
         return load_tflite(
             path,
             entry.signature,

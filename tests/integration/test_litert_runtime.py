@@ -242,7 +242,7 @@ def test_a_lone_call_gets_the_lone_interpreter_and_company_the_pool(
         first = pool.submit(model.run, feeds[0])
         _until(lambda: len(seen) == 1)
         rest = [pool.submit(model.run, feed) for feed in feeds[1:]]
-        _until(lambda: model._waiting == 2)
+        _until(lambda: model._pool.waiting == 2)
         assert len(seen) == 1, "the pool ran beside the lone call's interpreter"
         release.set()
         answers = [first.result(), *(f.result() for f in rest)]

@@ -12,7 +12,9 @@ import hashlib
 import json
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -170,6 +172,36 @@ def test_the_mtcnn_pipeline_refuses_a_flatbuffer_without_its_networks(zoo_dir: P
     data = (zoo_dir / tflite.file).read_bytes()
     with pytest.raises(RefusedGraph, match=r"tflite signatures \[.*\], expected \['onet'"):
         LiteMtcnn(data, entry.signature, FeedLimits(), num_threads=1)
+
+
+def test_a_pool_of_mtcnn_pipelines_answers_as_one_pipeline(zoo_dir: Path) -> None:
+    """Calls at once on a pool (two 1-thread pipelines, a 2-thread one for a lone call)
+    give one 1-thread pipeline's answers to the bit: measured so, whichever pipeline and
+    thread count ran, so no tolerance hides a pipeline that mixed up its tensors."""
+    entry = from_catalog(zoo_dir, "mtcnn")
+    tflite = entry.record.artifact(TFLITE)
+    assert tflite is not None
+    data = (zoo_dir / tflite.file).read_bytes()
+    one = LiteMtcnn(data, entry.signature, FeedLimits(), num_threads=1)
+    pool = LiteMtcnn(data, entry.signature, FeedLimits(), 1, interpreters=2, lone_threads=2)
+    rgb = {name: load() for name, load in photos.PHOTOS.items()}
+    names = list(rgb)
+    start = threading.Barrier(3, timeout=60)
+
+    def calls(offset: int) -> list[tuple[str, dict[str, np.ndarray]]]:
+        start.wait()  # every thread's calls start together
+        order = names[offset:] + names[:offset]
+        return [(name, mtcnn_detect(pool, rgb[name])) for name in order]
+
+    with ThreadPoolExecutor(3) as threads:
+        answers = [answer for some in threads.map(calls, range(3)) for answer in some]
+    used = [nets for nets in pool._pool.members if nets._pnets]  # PNet caches fill when run
+    assert len(used) >= 2, "the calls never overlapped"
+    expected = {name: mtcnn_detect(one, image) for name, image in rgb.items()}
+    for name, answer in answers:
+        assert answer.keys() == expected[name].keys()
+        for key, value in answer.items():
+            np.testing.assert_array_equal(value, expected[name][key], err_msg=f"{name} {key}")
 
 
 def test_mtcnn_networks_convert_deterministically(mtcnn) -> None:

@@ -71,6 +71,30 @@ def test_the_default_pool_fits_a_smaller_executor() -> None:
     assert _pool(_parse("--executor-threads", "2", cpus=8)) == (2, 4, 8, 2, 8)
 
 
+@pytest.mark.parametrize(
+    ("argv", "cpus", "expected"),
+    [
+        ((), 2, (1, 2, 0)),  # one pipeline with every CPU, no lone one: it would be the same
+        ((), 8, (1, 8, 0)),
+        (("--pipelines", "2"), 2, (2, 1, 2)),
+        (("--pipelines", "2"), 8, (2, 4, 8)),
+        (("--pipelines", "2", "--lone-call-threads", "0"), 4, (2, 2, 0)),
+        (("--pipelines", "3", "--intra-op-threads", "6"), 8, (3, 2, 8)),
+    ],
+)
+def test_mtcnn_runs_one_pipeline_with_every_cpu_by_default(
+    argv: tuple[str, ...], cpus: int, expected: tuple[int, int, int]
+) -> None:
+    settings = _parse(*argv, cpus=cpus)
+    assert settings.litert_members(pipeline=True) == expected
+    # The interpreter flags' pool is the other models', whatever --pipelines says.
+    assert settings.litert_members(pipeline=False) == _pool(settings)[:3]
+
+
+def test_the_executor_runs_every_pipeline() -> None:
+    assert _parse("--pipelines", "5", cpus=2).executor_threads == 5
+
+
 def test_the_environment_variable() -> None:
     env = {"MODELZOO_INTERPRETERS": "3"}
     assert _parse(cpus=2, env=env).interpreters == 3
@@ -87,6 +111,8 @@ def test_the_environment_variable() -> None:
         (["--executor-threads", "0"], {}),
         (["--interpreters", "4", "--executor-threads", "2"], {}),
         (["--lone-call-threads", "-1"], {}),
+        (["--pipelines", "0"], {}),
+        ([], {"MODELZOO_PIPELINES": "0"}),
     ],
     ids=[
         "zero",
@@ -96,6 +122,8 @@ def test_the_environment_variable() -> None:
         "zero-executor",
         "executor",
         "negative-lone",
+        "zero-pipelines",
+        "zero-pipelines-environment",
     ],
 )
 def test_bad_values_are_usage_errors(argv: list[str], env: dict[str, str]) -> None:

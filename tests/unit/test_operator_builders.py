@@ -451,7 +451,12 @@ def test_an_anonymous_s3_model_gets_no_secret():
 
 
 def test_a_cpu_zoo_entry_on_litert_asks_for_less_memory_by_default():
-    entries = ZooEntryNames(frozenset({"mobilenet", "mtcnn"}), "test", frozenset({"mobilenet"}))
+    entries = ZooEntryNames(
+        frozenset({"mobilenet", "mtcnn", "nsfw"}),
+        "test",
+        frozenset({"mobilenet", "mtcnn"}),
+        frozenset({"mtcnn"}),
+    )
 
     def requests(model: dict) -> dict:
         zoo = parse_zoo(zoo_body(model), entries)
@@ -459,7 +464,10 @@ def test_a_cpu_zoo_entry_on_litert_asks_for_less_memory_by_default():
 
     base = {"name": "m", "replicas": 1, "gpu": 0}
     assert requests({**base, "zoo": "mobilenet"}) == builders.LITERT_REQUESTS
-    assert requests({**base, "zoo": "mtcnn"}) == builders.DEFAULT_REQUESTS  # no .tflite
+    # A pipeline's buffers grow with the photos: more than one interpreter, less than TF.
+    assert requests({**base, "zoo": "mtcnn"}) == builders.LITERT_PIPELINE_REQUESTS
+    assert requests({**base, "zoo": "mtcnn", "gpu": 1}) == builders.DEFAULT_REQUESTS
+    assert requests({**base, "zoo": "nsfw"}) == builders.DEFAULT_REQUESTS  # no .tflite
     on_tf = {**base, "zoo": "mobilenet", "runtime": "tensorflow"}
     assert requests(on_tf) == builders.DEFAULT_REQUESTS
     assert requests({**base, "zoo": "mobilenet", "gpu": 1}) == builders.DEFAULT_REQUESTS

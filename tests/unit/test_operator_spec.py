@@ -301,14 +301,16 @@ def test_which_entries_run_on_litert_comes_from_the_catalog(tmp_path):
             {
                 "models": [
                     {"name": "mobilenet", "artifacts": [graph, tflite]},
-                    {"name": "mtcnn", "artifacts": [graph]},
+                    {"name": "mtcnn", "artifacts": [graph, {**tflite, "pipeline": "mtcnn-nets"}]},
+                    {"name": "nsfw", "artifacts": [graph]},
                 ]
             }
         )
     )
     found = load_zoo_entry_names(str(catalog))
-    assert found.names == {"mobilenet", "mtcnn"} and found.litert == {"mobilenet"}
+    assert found.names == {"mobilenet", "mtcnn", "nsfw"}
+    assert found.litert == {"mobilenet", "mtcnn"} and found.pipelines == {"mtcnn"}
     named = load_zoo_entry_names(str(catalog), ["mobilenet"])
-    assert named.names == {"mobilenet"} and named.litert == {"mobilenet"}
+    assert named.names == {"mobilenet"} and named.litert == {"mobilenet", "mtcnn"}
     unknown = load_zoo_entry_names(str(tmp_path / "missing.json"), ["mtcnn"])
-    assert unknown.names == {"mtcnn"} and unknown.litert == frozenset()
+    assert unknown.names == {"mtcnn"} and unknown.litert == unknown.pipelines == frozenset()
