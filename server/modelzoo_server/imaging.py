@@ -23,7 +23,7 @@ class ImageLimits:
     max_side: int = 16384
 
 
-def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Image:
+def decode_image(data: bytes | bytearray, limits: ImageLimits = ImageLimits()) -> Image.Image:
     """Decode to an upright (EXIF-applied) RGB image or raise a 4xx error saying why."""
     if not data:
         raise InvalidInput("empty image: the request carried no image bytes")

@@ -263,7 +263,9 @@ class ServedModel:
         note_graph_call(waited, 1)
         return outputs
 
-    def _decode_and_prepare(self, data: bytes, options: Any) -> tuple[Image.Image, dict]:
+    def _decode_and_prepare(
+        self, data: bytes | bytearray, options: Any
+    ) -> tuple[Image.Image, dict]:
         assert self.task is not None
         with self.span("decode"):
             image = decode_image(data, self._image_limits)
@@ -276,7 +278,7 @@ class ServedModel:
             return self.task.postprocess(outputs, size, options)
 
     async def infer_image(
-        self, data: bytes, params: Mapping[str, str]
+        self, data: bytes | bytearray, params: Mapping[str, str]
     ) -> tuple[dict[str, Any], Image.Image]:
         """Image bytes → the task's JSON result and the decoded upright image."""
         if self.task is None:

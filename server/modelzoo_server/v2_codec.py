@@ -125,7 +125,9 @@ class InferRequest:
     binary_default: bool
 
 
-def _json_header(body: bytes, header_length: int | None) -> tuple[dict[str, Any], memoryview]:
+def _json_header(
+    body: bytes | bytearray, header_length: int | None
+) -> tuple[dict[str, Any], memoryview]:
     if header_length is None:
         header_length = len(body)
     if not 0 <= header_length <= len(body):
@@ -191,7 +193,7 @@ def _decode_input(spec: Any, binary: memoryview, offset: int) -> tuple[str, np.n
     return name, header.from_values(_flatten(spec["data"], name)), offset
 
 
-def parse_infer_request(body: bytes, header_length: int | None) -> InferRequest:
+def parse_infer_request(body: bytes | bytearray, header_length: int | None) -> InferRequest:
     header, binary = _json_header(body, header_length)
     inputs_raw = header.get("inputs")
     if not isinstance(inputs_raw, list) or not inputs_raw:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
+import http.client
+
 import numpy as np
 import pytest
 import tritonclient.http as triton
@@ -72,3 +75,41 @@ def test_bad_request_raises_a_readable_error(mtcnn_server) -> None:
     tensor.set_data_from_numpy(np.zeros((2, 2), np.float32))
     with pytest.raises(triton.InferenceServerException, match="missing input tensor"):
         _client(mtcnn_server).infer("mtcnn", [tensor])
+
+
+def _post(server, body, headers: dict[str, str], chunked: bool) -> tuple[int, bytes, dict]:
+    connection = http.client.HTTPConnection(server.url.removeprefix("http://"), timeout=60)
+    try:
+        # A generator has no length: http.client sends it with Transfer-Encoding: chunked.
+        payload = (body[i : i + 65536] for i in range(0, len(body), 65536)) if chunked else body
+        connection.request(
+            "POST", "/v2/models/mtcnn/infer", payload, headers, encode_chunked=chunked
+        )
+        response = connection.getresponse()
+        return response.status, response.read(), dict(response.getheaders())
+    finally:
+        connection.close()
+
+
+@pytest.mark.parametrize("framing", ["content-length", "chunked", "gzip"])
+def test_every_body_framing_gives_the_same_answer(mtcnn_server, framing: str) -> None:
+    """The server reads a sized body into one buffer, and others (chunked, compressed) as
+    aiohttp does: the same tensors must come out either way."""
+    inputs = _inputs(photos.grace_hopper(), binary=True)
+    body, header_length = triton.InferenceServerClient.generate_request_body(inputs)
+    headers = {"Inference-Header-Content-Length": str(header_length)}
+    if framing == "gzip":
+        body = gzip.compress(body)
+        headers["Content-Encoding"] = "gzip"
+    status, answer, answer_headers = _post(
+        mtcnn_server, body, headers, chunked=framing == "chunked"
+    )
+    assert status == 200, answer[:300]
+    length = answer_headers.get("Inference-Header-Content-Length")
+    result = triton.InferResult.from_response_body(
+        answer, header_length=int(length) if length is not None else None
+    )
+    expected = _client(mtcnn_server).infer("mtcnn", inputs)
+    for name in ("box", "prob", "landmarks"):
+        np.testing.assert_array_equal(result.as_numpy(name), expected.as_numpy(name))
+    assert len(result.as_numpy("prob")) >= 1

@@ -8,6 +8,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from modelzoo_server.appkeys import MODEL, SETTINGS
 from modelzoo_server.errors import InvalidInput, PayloadTooLarge
 from modelzoo_server.routes.access import Access, access
+from modelzoo_server.routes.body import read_body
 
 routes = web.RouteTableDef()
 
@@ -70,7 +71,7 @@ async def infer(request: web.Request) -> web.Response:
                 "'image_file' field, or the raw image as the body"
             )
         else:
-            data, fields = await request.read(), {}
+            data, fields = await read_body(request, limit), {}
         params = {**request.query, **fields}
         result, image = await model.infer_image(data, params)
         if want_png:

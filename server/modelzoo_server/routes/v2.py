@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from modelzoo_server.appkeys import DRAIN, MODEL
+from modelzoo_server.appkeys import DRAIN, MODEL, SETTINGS
 from modelzoo_server.errors import InvalidInput, ModelNotReady
 from modelzoo_server.model import ServedModel
 from modelzoo_server.routes.access import Access, access
+from modelzoo_server.routes.body import read_body
 from modelzoo_server.v2_codec import (
     HEADER_LENGTH,
     MODEL_VERSION,
@@ -93,7 +94,7 @@ async def infer(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise InvalidInput(f"{HEADER_LENGTH} must be an integer") from exc
     with model.admit():
-        body = await request.read()
+        body = await read_body(request, request.app[SETTINGS].max_body_bytes)
         with model.span("decode"):
             infer_request = parse_infer_request(body, header_length)
         results = await model.run_tensors(infer_request.inputs)
