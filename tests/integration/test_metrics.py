@@ -33,6 +33,20 @@ def _labels(**labels: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted({"model": "mtcnn", "protocol": "rest", **labels}.items()))
 
 
+async def test_an_image_that_does_not_decode_is_no_graph_call(mtcnn_client) -> None:
+    # /infer decodes and runs the graph in one executor job: the graph call's metrics
+    # must still count only the requests that reached the graph.
+    before = await _samples(mtcnn_client)
+    response = await mtcnn_client.post("/infer", data=b"not an image")
+    assert response.status == 415, await response.text()
+    after = await _samples(mtcnn_client)
+    for histogram in ("batch_size", "queue_duration_seconds", "inference_duration_seconds"):
+        key = (f"modelzoo_{histogram}_count", (("model", "mtcnn"),))
+        assert after.get(key, 0) == before.get(key, 0), histogram
+    failed = ("modelzoo_requests_total", _labels(code="415", endpoint="/infer"))
+    assert after[failed] == before.get(failed, 0) + 1
+
+
 async def test_metrics_move_after_a_request(mtcnn_client, mtcnn_settings) -> None:
     before = await _samples(mtcnn_client)
     form = aiohttp.FormData()
