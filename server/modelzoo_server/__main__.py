@@ -22,6 +22,7 @@ from modelzoo_server.appkeys import DRAIN, MODEL
 from modelzoo_server.auth import TokenFile
 from modelzoo_server.grpc_server import GrpcServer
 from modelzoo_server.imaging import ImageLimits
+from modelzoo_server.malloc import keep_freed_memory
 from modelzoo_server.metrics import Metrics
 from modelzoo_server.model import ServedModel
 from modelzoo_server.model_entry import ModelEntry, from_catalog
@@ -111,6 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    log.info("%s", keep_freed_memory())  # before the model's own buffers are allocated
     executor = ThreadPoolExecutor(settings.executor_threads, thread_name_prefix="infer")
     try:
         tokens = TokenFile(settings.token_file) if settings.token_file else None
