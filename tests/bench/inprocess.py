@@ -9,7 +9,9 @@ Both use the server's own code (`load_graph`, the task's pre/post-processing,
   split, postprocess each (models that do not batch: each image's whole pipeline on
   that pool, as the server's executor runs them). With `c` clients each waiting for
   its answer, every image of a round waits for the whole round: that round time is its
-  latency.
+  latency. It runs the TensorFlow graph (`TENSORFLOW_PATH`); for an entry the default
+  server runs on LiteRT, `litert_pipeline` gives the same pipeline over the server's own LiteRT
+  model (`LITERT_PATH`), so that a served `/infer` meets its own runtime.
 """
 
 from __future__ import annotations
@@ -17,25 +19,33 @@ from __future__ import annotations
 import math
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
+from modelzoo_models.contract import LITERT
 from modelzoo_server.batching import split, stack
 from modelzoo_server.imaging import decode_image, to_array
 from modelzoo_server.model import can_batch
-from modelzoo_server.runtime import GraphModel, load_graph
+from modelzoo_server.model_entry import ModelEntry
+from modelzoo_server.runtime import load_graph
+from modelzoo_server.runtimes import Runtime, load_runtime, runs_pipeline
+from modelzoo_server.settings import parse_settings
 from modelzoo_server.tasks import TASKS, Task
 from tests.bench.loadgen import Load
 from tests.bench.plan import Plan
 from tests.bench.stats import Cell
 from tests.bench.workload import Workload
 
+# The pipeline's rows, named by the runtime that runs the model.
+TENSORFLOW_PATH = "in-process, TensorFlow"
+LITERT_PATH = "in-process, LiteRT"
+
 
 @dataclass
 class Loaded:
     workload: Workload
-    graph: GraphModel
+    graph: Runtime  # TensorFlow's GraphModel, or the server's LiteRT model (litert_pipeline)
     task: Task
     batchable: bool
     pool: ThreadPoolExecutor
@@ -51,6 +61,30 @@ def load(workload: Workload, threads: int) -> Loaded:
     graph = load_graph(entry.path, entry.signature, entry.sha256)
     pool = ThreadPoolExecutor(threads, thread_name_prefix="bench-pipeline")
     return Loaded(workload, graph, TASKS[entry.task](entry), can_batch(entry), pool)
+
+
+def litert_pool(entry: ModelEntry) -> tuple[int, int, int]:
+    """The default server's LiteRT pool for the entry on this CPU quota, as its
+    `build_model` sizes it (no flags, no MODELZOO_* variables): (members, threads each,
+    the lone member's threads or 0)."""
+    defaults = parse_settings(["--zoo", entry.name], env={})
+    return defaults.litert_members(runs_pipeline(entry))
+
+
+def alone_threads(entry: ModelEntry) -> int:
+    """The threads that a request coming alone runs on: the lone member's, else a pool
+    member's (modelzoo_server.litert)."""
+    _, threads, lone = litert_pool(entry)
+    return lone or threads
+
+
+def litert_pipeline(loaded: Loaded) -> Loaded:
+    """The same pipeline over the server's own LiteRT model and pool; one image a call, as
+    the server's LiteRT never batches."""
+    entry = loaded.workload.entry
+    members, threads, lone = litert_pool(entry)
+    model = load_runtime(entry, LITERT, threads=threads, interpreters=members, lone_threads=lone)
+    return replace(loaded, graph=model, batchable=False)
 
 
 def _batch_feeds(loaded: Loaded, batch: int) -> dict[str, np.ndarray]:

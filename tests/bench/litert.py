@@ -72,6 +72,9 @@ def ceiling_path(threads: int) -> str:
 
 
 CEILING_PATHS = tuple(ceiling_path(t) for t in THREADS)
+# The ceiling's interpreter that a lone request runs on, again at concurrency 1 in the
+# served cells' alternating slices (alone_job).
+ALONE_PATH = "bare LiteRT interpreter, in the served slices"
 
 
 @dataclass
@@ -80,6 +83,11 @@ class LiteRTFigures:
 
     entries: list[str] = field(default_factory=list)  # entries served on LiteRT, ceiling checked
     served: list[str] = field(default_factory=list)  # entries served on LiteRT (measure_model)
+    # Per entry served on LiteRT: the threads a lone request runs on (the default server's);
+    # per photo, its input tensors' bytes and its REST V2 body's.
+    alone_threads: dict[str, int] = field(default_factory=dict)
+    tensor_bytes: dict[str, list[int]] = field(default_factory=dict)
+    v2_body_bytes: dict[str, list[int]] = field(default_factory=dict)
     # The bare process of the targets: one interpreter with the CPU quota's threads.
     bare_threads: int = 0
     bare_answer_s: list[float] = field(default_factory=list)  # Popen → first answer, per run
@@ -198,14 +206,28 @@ def _job(
     return work
 
 
+def _c_order(work: Workload) -> list[dict[str, np.ndarray]]:
+    # np.require keeps a 0-d scalar 0-d (np.ascontiguousarray makes it 1-d).
+    return [{k: np.require(v, requirements="C") for k, v in f.items()} for f in work.feeds]
+
+
+def alone_job(work: Workload, threads: int, per_slice: int, cap: float) -> Callable[[bool], Load]:
+    """The bare interpreter that a lone request runs on (1 × `threads`), as a job of the
+    served cells' alternating slices (`ALONE_PATH`): a lone request's baseline, measured
+    side by side with it rather than minutes before."""
+    feeds = _c_order(work)
+    runner = _runner(work.entry, threads, {n: v.shape for n, v in feeds[0].items()})
+    job = _job([runner], feeds)
+    return lambda first: drive_threads(job, 1, per_slice, cap, 1 if first else 0)
+
+
 def ceiling(ctx: Context, work: Workload, right: Answers, raw1: Cell) -> None:
     """The LiteRT ceiling of an entry served on LiteRT: every (threads, interpreters)
     configuration in `plan.slices` alternating slices, as cells beside the raw graph's."""
     entry, plan = work.entry, ctx.plan
     if not served_on_litert(entry):
         return
-    # C order; np.require keeps a 0-d scalar 0-d (np.ascontiguousarray makes it 1-d).
-    feeds = [{k: np.require(v, requirements="C") for k, v in f.items()} for f in work.feeds]
+    feeds = _c_order(work)
     shapes = {name: value.shape for name, value in feeds[0].items()}
     configs = {
         (threads, count): [_runner(entry, threads, shapes) for _ in range(count)]
@@ -595,6 +617,22 @@ def describe(ctx: Context) -> str:
             ),
             _ceiling_rows(ctx, entries),
         ),
+        "**Alone, at concurrency 1** (two targets per entry, each needing the served p50 "
+        "within max(1 ms, 10 %)). Served REST V2 (the default server) against 1 bare "
+        "interpreter with the threads the default server gives a request that comes alone "
+        f"(its lone-call interpreter's: the CPU quota's), on the same tensors, measured in "
+        f"the served cells' alternating slices (`{ALONE_PATH}`) so that both see the same "
+        "machine; the target also gives the input tensors' and the REST V2 body's bytes, as "
+        "the gap grows with them, and where the served request's mean time went, from the "
+        "server's own `/metrics` over the cell (its handler's and its model call's "
+        "histograms): outside the handler (HTTP on both sides, the client), in the handler "
+        "around the model call, the call itself. Served `/infer` against the in-process "
+        "pipeline on LiteRT "
+        "(`in-process, LiteRT`): the server's own decode, preprocess, LiteRT model "
+        "(`runtimes.load_runtime` with the server's default pool for this CPU quota, which "
+        "runs a lone call as the server does) and postprocess in the bench process, one "
+        "image at a time, at concurrency 1 only, in the same alternating slices as the "
+        "served cells.",
         "**Served on LiteRT ÷ on TensorFlow.** The default server (LiteRT, which never "
         "batches: batching off, or n/a where the entry cannot batch) against the same entry "
         "served with `--runtime tensorflow` and the same batching label (both servers with "

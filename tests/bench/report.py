@@ -7,7 +7,8 @@ import math
 import os
 from pathlib import Path
 
-from tests.bench.litert import CEILING_PATHS, TF_CONCURRENCIES, TF_SERVED
+from tests.bench.inprocess import LITERT_PATH, TENSORFLOW_PATH
+from tests.bench.litert import ALONE_PATH, CEILING_PATHS, TF_CONCURRENCIES, TF_SERVED
 from tests.bench.peers import KSERVE_COUNTERPART, KSERVE_NAIVE, KSERVE_TUNED
 from tests.bench.run import Context
 from tests.bench.stats import Cell
@@ -39,7 +40,9 @@ MEASUREMENTS_HEADING = "## Measurements"
 PATH_ORDER = (
     "raw graph",
     *CEILING_PATHS,
-    "in-process",
+    TENSORFLOW_PATH,
+    LITERT_PATH,
+    ALONE_PATH,
     "served /infer",
     "served V2",
     "served gRPC",
@@ -55,7 +58,9 @@ PATH_ORDER = (
 # How each path's tensors or images travel (the measurements table's "wire" column).
 WIRE = {
     "raw graph": "none (in process)",
-    "in-process": "none (in process)",
+    TENSORFLOW_PATH: "none (in process)",
+    LITERT_PATH: "none (in process)",
+    ALONE_PATH: "none (in process)",
     "served /infer": "HTTP/1.1, JPEG body",
     "served V2": "REST: HTTP/1.1, JSON header + binary tensors",
     "served gRPC": "gRPC: HTTP/2, protobuf with raw_input_contents",
@@ -220,9 +225,10 @@ def write_markdown(
         MEASUREMENTS_HEADING,
         "",
         f"{len(cells)} cells, one row each. Baselines: the raw graph's rows are divided by "
-        "the raw graph at batch 1; the in-process pipeline's rows by the raw graph at batch 1 "
-        "too; every other row (served /infer, REST V2 and gRPC, `mtcnn` package, KServe) by "
-        "the in-process pipeline of the same model at the same concurrency. *Wire* is how "
+        "the raw graph at batch 1; the in-process pipeline's rows (on TensorFlow, and on "
+        "LiteRT at concurrency 1) by the raw graph at batch 1 too; every other row (served "
+        "/infer, REST V2 and gRPC, `mtcnn` package, KServe) by the in-process pipeline on "
+        "TensorFlow of the same model at the same concurrency. *Wire* is how "
         "the request travels. Latencies are per request (per call "
         "for the raw graph, whose images/s count every image of the batch). *Images per graph "
         "call* is the batch the graph ran: the raw graph's batch size, the in-process "
@@ -290,7 +296,11 @@ def write_markdown(
         "graph → postprocess code in the bench process, no HTTP, no queue: `c` images per "
         "round, decoded on a pool as large as the server's executor, then one graph call on "
         "the stacked batch for models that batch (for those that do not, each image's whole "
-        "pipeline on that pool); each image's latency is its round's.",
+        "pipeline on that pool); each image's latency is its round's. It runs the "
+        f"TensorFlow graph (`{TENSORFLOW_PATH}`); for an entry served on LiteRT, also the "
+        f"server's own LiteRT model at concurrency 1 (`{LITERT_PATH}`: "
+        "`runtimes.load_runtime` with the server's default pool for this CPU quota, one "
+        "image a call), the baseline of a lone `/infer` on the same runtime.",
         "- **Order**: per model, the raw graph first; then every server of the model is "
         "started and stays up (idle while another path is measured), and for each "
         f"concurrency the in-process baseline, the served cells and the peers run in "
@@ -358,17 +368,24 @@ def _kserve_pairs() -> list[tuple[tuple[str, str], tuple[str, str], str]]:
     return pairs
 
 
+def _inprocess_pairs() -> list[tuple[tuple[str, str], tuple[str, str], str]]:
+    """Served ÷ the in-process pipeline: on TensorFlow, and /infer on LiteRT too (measured
+    at concurrency 1 only, for an entry served on LiteRT)."""
+    pairs = []
+    for ours, batchings, pipeline in (
+        ("served /infer", ("on", "off", "n/a"), TENSORFLOW_PATH),
+        ("served V2", ("on", "n/a"), TENSORFLOW_PATH),
+        ("served /infer", ("off", "n/a"), LITERT_PATH),
+    ):
+        for batching in batchings:
+            label = f"{ours}{'' if batching == 'n/a' else f', batching {batching}'}"
+            pairs.append(((ours, batching), (pipeline, "n/a"), f"{label} ÷ {pipeline}"))
+    return pairs
+
+
 def headline_rows(ctx: Context) -> list[list[str]]:
     pairs = [
-        (("served /infer", "on"), ("in-process", "n/a"), "served /infer, batching on ÷ in-process"),
-        (
-            ("served /infer", "off"),
-            ("in-process", "n/a"),
-            "served /infer, batching off ÷ in-process",
-        ),
-        (("served /infer", "n/a"), ("in-process", "n/a"), "served /infer ÷ in-process"),
-        (("served V2", "on"), ("in-process", "n/a"), "served V2, batching on ÷ in-process"),
-        (("served V2", "n/a"), ("in-process", "n/a"), "served V2 ÷ in-process"),
+        *_inprocess_pairs(),
         (("served gRPC", "on"), ("served V2", "on"), "gRPC ÷ REST V2, batching on"),
         (("served gRPC", "off"), ("served V2", "off"), "gRPC ÷ REST V2, batching off"),
         (("served gRPC", "n/a"), ("served V2", "n/a"), "gRPC ÷ REST V2"),
@@ -404,7 +421,8 @@ def write_json(ctx: Context, path: Path, targets: list[Target], machine: dict) -
 # -- the plot ----------------------------------------------------------------------------------
 
 STYLES = {
-    ("in-process", "n/a"): ("in-process pipeline (ceiling)", "black", "-", "o"),
+    (TENSORFLOW_PATH, "n/a"): ("in-process pipeline on TensorFlow (ceiling)", "black", "-", "o"),
+    (LITERT_PATH, "n/a"): ("in-process pipeline on LiteRT", "tab:gray", "-", "o"),
     ("served /infer", "on"): ("served /infer, batching on", "tab:blue", "-", "s"),
     ("served /infer", "off"): ("served /infer, batching off", "tab:blue", "--", "s"),
     ("served /infer", "n/a"): ("served /infer (model does not batch)", "tab:blue", "-", "s"),

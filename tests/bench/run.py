@@ -121,7 +121,7 @@ class Context:
 
 
 RAW1 = "raw graph, batch 1"
-SAME_C = "in-process pipeline, same concurrency"
+SAME_C = "in-process pipeline on TensorFlow, same concurrency"
 
 
 def _http_job(
@@ -168,6 +168,20 @@ def cell_from_load(
     )
 
 
+def server_side(cell: Cell, scraped: dict[str, float]) -> None:
+    """The server's own figures over a served cell, from the sums and counts its
+    /metrics gained (served.scrape): images per graph call, mean handler and model call."""
+
+    def mean(key: str) -> float:
+        count = scraped.get(f"{key}_count", 0.0)
+        return scraped[f"{key}_sum"] / count if count else math.nan
+
+    batch = mean("batch")
+    cell.mean_batch = 1.0 if math.isnan(batch) else batch
+    cell.handler_ms = mean("handler") * 1000
+    cell.model_call_ms = mean("model") * 1000
+
+
 def planned_requests(plan: Plan, rate: float, concurrency: int) -> int:
     """The fixed request count of a cell: about `cell_seconds` at `rate`, within bounds."""
     wanted = plan.cell_seconds * rate if rate > 0 and not math.isnan(rate) else 0
@@ -192,8 +206,9 @@ def models_section(ctx: Context) -> None:
 def measure_model(ctx: Context, work: Workload) -> None:
     """Raw graph (and LiteRT's ceiling), then per concurrency: in-process, served (on/off ×
     /infer, REST V2, gRPC V2), peers. An entry served on LiteRT, which never batches, gets
-    one server (`batching_off`: the default flags) and, at litert.TF_CONCURRENCIES, REST V2
-    on TensorFlow with batching on and off (where the batcher still runs).
+    one server (`batching_off`: the default flags), at concurrency 1 the in-process
+    pipeline on LiteRT too (a lone `/infer`'s baseline), and, at litert.TF_CONCURRENCIES,
+    REST V2 on TensorFlow with batching on and off (where the batcher still runs).
 
     Every server of the model is started first and stays up (idle when not measured), so
     each concurrency's cells run back to back, minutes closer to their baseline.
@@ -232,10 +247,16 @@ def measure_model(ctx: Context, work: Workload) -> None:
     right = answers.reference(loaded.graph.run, work.feeds, top)
     # LiteRT's own ceiling beside the raw graph's, for entries served on LiteRT.
     litert.ceiling(ctx, work, right, raw[1])
+    lite = inprocess.litert_pipeline(loaded) if on_litert else None
     endpoints: list[tuple[str, list[HttpRequest]]] = [
         ("served /infer", work.infer_requests),
         ("served V2", work.v2_requests(name, right)),
     ]
+    if on_litert:  # for the V2 latency target: its baseline, and what a request carries
+        found = litert.figures(ctx)
+        found.alone_threads[name] = inprocess.alone_threads(entry)
+        found.tensor_bytes[name] = [sum(v.nbytes for v in f.values()) for f in work.feeds]
+        found.v2_body_bytes[name] = [len(r.body) for r in endpoints[1][1]]
     grpc_requests = work.grpc_requests(right)
     warmup = len(work.jpegs)
     with contextlib.ExitStack() as stack:
@@ -266,8 +287,18 @@ def measure_model(ctx: Context, work: Workload) -> None:
             warm = max(c, warmup)
             jobs: dict[tuple[str, str], Callable[[bool], Load]] = {}
             metrics_url: dict[tuple[str, str], str] = {}  # whose batch sizes a job reads
-            # (2) the in-process pipeline: this concurrency's baseline
-            jobs["in-process", "n/a"] = partial(inprocess.pipeline, loaded, c, per_slice, cap)
+            # (2) the in-process pipeline: this concurrency's baseline; on LiteRT too for
+            # a lone request, the server's runtime (issue 13's /infer latency target)
+            jobs[inprocess.TENSORFLOW_PATH, "n/a"] = partial(
+                inprocess.pipeline, loaded, c, per_slice, cap
+            )
+            if lite is not None and c == 1:
+                jobs[inprocess.LITERT_PATH, "n/a"] = partial(
+                    inprocess.pipeline, lite, c, per_slice, cap
+                )
+                jobs[litert.ALONE_PATH, "n/a"] = litert.alone_job(
+                    work, inprocess.alone_threads(entry), per_slice, cap
+                )
             # (3) ModelZoo's server: /infer and V2, batching on and off where it batches
             for batching, server in servers.items():
                 for path, requests in endpoints:
@@ -305,25 +336,28 @@ def measure_model(ctx: Context, work: Workload) -> None:
             )
             # Alternating slices: a drift in the machine's load hits every path alike.
             loads = {key: Load() for key in jobs}
-            batches = {key: [0.0, 0.0] for key in jobs}
+            scraped: dict[tuple[str, str], dict[str, float]] = {key: {} for key in jobs}
             for index in range(plan.slices):
                 for key, job in jobs.items():
                     url = metrics_url.get(key)
-                    before = served.batch_totals(url, name) if url else (0.0, 0.0)
+                    before = served.scrape(url, name) if url else {}
                     loads[key].merge(job(index == 0))
-                    after = served.batch_totals(url, name) if url else (0.0, 0.0)
-                    batches[key][0] += after[0] - before[0]
-                    batches[key][1] += after[1] - before[1]
+                    after = served.scrape(url, name) if url else {}
+                    for figure, value in after.items():
+                        gained = value - before[figure]
+                        scraped[key][figure] = scraped[key].get(figure, 0.0) + gained
             planned = per_slice * plan.slices
             inproc = None
             for (path, batching), load in loads.items():
                 cell = cell_from_load(name, path, batching, c, planned, load)
-                if path == "in-process":
+                if path == inprocess.TENSORFLOW_PATH:
                     cell.mean_batch = c if loaded.batchable else 1
                     inproc = ctx.add(cell, raw[1], RAW1)
                     continue
-                total, calls = batches[path, batching]
-                cell.mean_batch = total / calls if calls else 1.0
+                if path in (inprocess.LITERT_PATH, litert.ALONE_PATH):  # one image a call
+                    ctx.add(cell, raw[1], RAW1)
+                    continue
+                server_side(cell, scraped[path, batching])
                 ctx.add(cell, inproc, SAME_C)
                 if load.errors:
                     ctx.log(f"  first error: {load.first_error}")

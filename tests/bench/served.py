@@ -32,14 +32,35 @@ def modelzoo_server(
         yield server
 
 
-def batch_totals(url: str, model: str) -> tuple[float, float]:
-    """The server's `modelzoo_batch_size` histogram: (sum of batch sizes, graph calls)."""
+# The server's histograms a cell reads before and after each slice: the graph calls'
+# batch sizes, the requests' handler time, the model calls' time.
+_SCRAPED = {
+    "batch": "modelzoo_batch_size",
+    "handler": "modelzoo_request_duration_seconds",
+    "model": "modelzoo_inference_duration_seconds",
+}
+# The scrapes' own requests land in the handler histogram: not the cell's.
+_NOT_THE_CELLS = 'endpoint="/metrics"'
+
+
+def scrape(url: str, model: str) -> dict[str, float]:
+    """Sums and counts of the server's histograms (`_SCRAPED`) over every label set of
+    the model: `batch_sum`, `batch_count`, `handler_sum`, … ."""
     with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
         text = response.read().decode()
-    found = {}
+    found = {f"{key}_{part}": 0.0 for key in _SCRAPED for part in ("sum", "count")}
     for line in text.splitlines():
-        for part in ("sum", "count"):
-            prefix = f'modelzoo_batch_size_{part}{{model="{model}"}} '
-            if line.startswith(prefix):
-                found[part] = float(line[len(prefix) :])
-    return found.get("sum", 0.0), found.get("count", 0.0)
+        for key, metric in _SCRAPED.items():
+            for part in ("sum", "count"):
+                if not line.startswith(f"{metric}_{part}{{"):
+                    continue
+                labels = line[line.index("{") : line.rindex("}")]  # a route has {name}
+                if f'model="{model}"' in labels and _NOT_THE_CELLS not in labels:
+                    found[f"{key}_{part}"] += float(line.rsplit(" ", 1)[1])
+    return found
+
+
+def batch_totals(url: str, model: str) -> tuple[float, float]:
+    """The server's `modelzoo_batch_size` histogram: (sum of batch sizes, graph calls)."""
+    found = scrape(url, model)
+    return found["batch_sum"], found["batch_count"]

@@ -35,6 +35,10 @@ class Cell:
     planned: int = 0  # the cell's fixed request count
     mean_batch: float = 1.0  # images per graph call (the server's, from its /metrics)
     client_cpu_seconds: float = math.nan  # the bench process's CPU time over the cell
+    # The server's own means over the cell, from its /metrics: its inference handler's
+    # time and its model call's (ms); NaN where no server ran.
+    handler_ms: float = math.nan
+    model_call_ms: float = math.nan
     baseline: Cell | None = field(default=None, repr=False)
     baseline_label: str = ""
 
@@ -86,6 +90,10 @@ class Cell:
             "p99_ms": round(self.p(99), 3),
             "capped": self.capped,
             "mean_batch": round(self.mean_batch, 2),
+            "handler_ms": None if math.isnan(self.handler_ms) else round(self.handler_ms, 3),
+            "model_call_ms": (
+                None if math.isnan(self.model_call_ms) else round(self.model_call_ms, 3)
+            ),
             "client_cpu_s": round(self.client_cpu_seconds, 4),
             "baseline": self.baseline_label,
         }

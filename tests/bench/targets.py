@@ -7,7 +7,7 @@ import math
 import statistics
 from dataclasses import dataclass
 
-from tests.bench import litert, tracing_cost
+from tests.bench import inprocess, litert, tracing_cost
 from tests.bench.peers import KSERVE_COUNTERPART, KSERVE_NAIVE, KSERVE_TUNED
 from tests.bench.plan import CLASSIFIER, FACES
 from tests.bench.run import Context
@@ -118,11 +118,17 @@ def judge(ctx: Context) -> list[Target]:
     else:
         targets.append(_missing(name, needed, f"{FACES} was not measured"))
 
-    # Classifier, concurrency 1: served p50 within 5 % (or 1 ms) of in-process p50.
-    inproc1 = find(CLASSIFIER, "in-process", "n/a", 1)
+    # Classifier, concurrency 1: served p50 within 5 % (or 1 ms) of in-process p50, like
+    # for like: the in-process pipeline on the runtime the default server runs it on.
     litert_classifier = on_litert(ctx, CLASSIFIER)
+    inproc_path = inprocess.LITERT_PATH if litert_classifier else inprocess.TENSORFLOW_PATH
+    inproc1 = find(CLASSIFIER, inproc_path, "n/a", 1)
+    runtime = "LiteRT" if litert_classifier else "TensorFlow"
     for batching in ("off", "on"):
-        name = f"classifier, concurrency 1: served /infer p50 (batching {batching}) vs in-process"
+        name = (
+            f"classifier, concurrency 1: served /infer p50 (batching {batching}) vs in-process, "
+            f"both on {runtime}"
+        )
         needed = "within 5 % or 1 ms"
         served = find(CLASSIFIER, "served /infer", batching, 1)
         if served and inproc1:
@@ -148,7 +154,9 @@ def judge(ctx: Context) -> list[Target]:
     served_best = _best(
         [c for c in ctx.cells if c.model == CLASSIFIER and c.path == "served /infer"]
     )
-    inproc_best = _best([c for c in ctx.cells if c.model == CLASSIFIER and c.path == "in-process"])
+    inproc_best = _best(
+        [c for c in ctx.cells if c.model == CLASSIFIER and c.path == inprocess.TENSORFLOW_PATH]
+    )
     if served_best and inproc_best:
         ratio = served_best.images_per_s / inproc_best.images_per_s
         targets.append(
@@ -157,7 +165,8 @@ def judge(ctx: Context) -> list[Target]:
                 needed,
                 f"{ratio * 100:.1f} % ({served_best.images_per_s:.1f} images/s at concurrency "
                 f"{served_best.concurrency}, batching {served_best.batching}, vs "
-                f"{inproc_best.images_per_s:.1f} at concurrency {inproc_best.concurrency})",
+                f"{inproc_best.images_per_s:.1f}, {inproc_best.path} at concurrency "
+                f"{inproc_best.concurrency})",
                 ratio >= 0.85,
             )
         )
@@ -336,6 +345,75 @@ def _litert_over_tensorflow(ctx: Context, model: str) -> Target:
     return Target(name, needed, measured, all(r >= 2 for r in ratios.values()))
 
 
+ALONE_NEEDED = "within max(1 ms, 10 %)"
+
+
+def _alone(mine: Cell, baseline: Cell) -> tuple[str, bool]:
+    """Issue 13's rule for a lone request: (both p50s and the gap, whether it is within
+    1 ms or 10 % of the baseline's, whichever is larger)."""
+    p50, base = mine.p(50), baseline.p(50)
+    gap = p50 - base
+    text = f"{p50:.1f} vs {base:.1f} ms ({gap:+.1f} ms, {(p50 / base - 1) * 100:+.1f} %)"
+    return text, gap <= max(1.0, 0.1 * base)
+
+
+def _split(served: Cell, baseline: Cell) -> str:
+    """Where a served request's mean time went, from the server's own /metrics over the
+    cell: outside its handler (HTTP on both sides, the client), in the handler around the
+    model call (body, tensors or image, executor hops), and the model call itself."""
+    client = statistics.fmean(served.latencies) * 1000
+    base = statistics.fmean(baseline.latencies) * 1000
+    handler, call = served.handler_ms, served.model_call_ms
+    if math.isnan(handler) or math.isnan(call):
+        return f"means {client:.1f} vs {base:.1f} ms (the server's /metrics were not read)"
+    return (
+        f"means {client:.1f} vs {base:.1f} ms; of the served request's, {client - handler:.1f} "
+        f"ms outside the server's handler (HTTP both ways, the client), {handler - call:.1f} "
+        f"ms in the handler around the model call, {call:.1f} ms the model call"
+    )
+
+
+def _bytes(sizes: list[int]) -> str:
+    """One size, or the photos' range where they differ (mtcnn takes the image itself)."""
+    low, high = min(sizes), max(sizes)
+    return f"{low:,}" if low == high else f"{low:,}–{high:,}"
+
+
+def _litert_v2_alone(ctx: Context, model: str) -> Target:
+    """Served V2 against the interpreter that a lone request gets on the default server
+    (one, with its lone member's threads), measured in the same alternating slices."""
+    found = ctx.litert
+    threads = found.alone_threads.get(model) if found is not None else None
+    each = f"{threads} thread{'s' if threads != 1 else ''}" if threads else "its threads"
+    name = (
+        f"{model}, concurrency 1: served V2 p50 vs bare LiteRT interpreter ({each} × 1 "
+        "interpreter, what a lone request runs on)"
+    )
+    served = ctx.find_default(model, "served V2", 1)
+    bare = ctx.find(model, litert.ALONE_PATH, "n/a", 1)
+    if found is None or served is None or bare is None:
+        why = f"its served V2 cell or its {litert.ALONE_PATH!r} cell at concurrency 1"
+        return _missing(name, ALONE_NEEDED, why + " was not measured")
+    measured, met = _alone(served, bare)
+    measured += (
+        f"; {_split(served, bare)}; input tensors {_bytes(found.tensor_bytes[model])} bytes "
+        f"a request, REST V2 body {_bytes(found.v2_body_bytes[model])} bytes"
+    )
+    return Target(name, ALONE_NEEDED, measured, met)
+
+
+def _litert_infer_alone(ctx: Context, model: str) -> Target:
+    """Served /infer against the same pipeline in process, both on the server's LiteRT."""
+    name = f"{model}, concurrency 1: served /infer p50 vs in-process pipeline on LiteRT"
+    served = ctx.find_default(model, "served /infer", 1)
+    pipeline = ctx.find(model, inprocess.LITERT_PATH, "n/a", 1)
+    if served is None or pipeline is None:
+        why = "its served /infer or in-process LiteRT cell at concurrency 1 was not measured"
+        return _missing(name, ALONE_NEEDED, why)
+    measured, met = _alone(served, pipeline)
+    return Target(name, ALONE_NEEDED, f"{measured}; {_split(served, pipeline)}", met)
+
+
 def _litert_memory(ctx: Context) -> Target:
     """The issue's baseline: a bare process with ONE interpreter (the CPU quota's threads)
     that loads and runs it; the bare process with the server's pool is reported beside it."""
@@ -387,14 +465,18 @@ def _litert_startup(ctx: Context) -> Target:
 
 
 def litert_targets(ctx: Context) -> list[Target]:
-    """Per entry served on LiteRT: saturation and LiteRT ÷ TensorFlow; for the classifier:
-    memory and start-up against a bare interpreter process."""
+    """Per entry served on LiteRT: saturation, LiteRT ÷ TensorFlow and a lone request's
+    latency (V2 against the ceiling, /infer against the in-process pipeline); for the
+    classifier: memory and start-up against a bare interpreter process."""
     entries = ctx.litert.entries if ctx.litert is not None else []
+    served = ctx.litert.served if ctx.litert is not None else []
     per_entry = [
         target_of(ctx, model)
-        for target_of in (_litert_saturation, _litert_over_tensorflow)
+        for target_of in (_litert_saturation, _litert_over_tensorflow, _litert_v2_alone)
         for model in entries or ["entries served on LiteRT"]
     ]
+    # Needs no ceiling: every entry served on LiteRT (each has an image task, and /infer).
+    per_entry += [_litert_infer_alone(ctx, m) for m in served or ["entries served on LiteRT"]]
     return [*per_entry, _litert_memory(ctx), _litert_startup(ctx)]
 
 

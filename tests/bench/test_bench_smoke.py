@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench.litert import CEILING_PATHS, TF_SERVED
+from tests.bench.inprocess import LITERT_PATH
+from tests.bench.litert import ALONE_PATH, CEILING_PATHS, TF_SERVED
 from tests.bench.report import COLUMNS, MEASUREMENTS_HEADING, RATIO_COLUMNS
 from tests.bench.tracing_cost import OFF as TRACING_OFF
 from tests.bench.tracing_cost import ON as TRACING_ON
@@ -104,6 +105,11 @@ def test_quick_bench_writes_a_well_formed_report(tmp_path: Path) -> None:
     assert {c["path"] for c in served} == {TF_SERVED, TRACING_OFF, TRACING_ON}
     assert all(c["requests"] > 0 and c["errors"] == 0 for c in served), served
     assert any(c["path"] in CEILING_PATHS for c in cells)
+    assert any(c["path"] == LITERT_PATH and c["concurrency"] == 1 for c in cells)
+    assert any(c["path"] == ALONE_PATH and c["concurrency"] == 1 for c in cells)
+    # The server's own split of a served request, from its /metrics.
+    split = [c for c in cells if c["path"] == "served V2"]
+    assert split and all(0 < c["model_call_ms"] < c["handler_ms"] for c in split), split
     names = [row[0] for row in targets]
     assert "tracing off costs within noise" in names
     assert sum("LiteRT" in name or "bare process" in name for name in names) >= 4

@@ -37,7 +37,7 @@ from modelzoo_server.model_entry import ModelEntry, RecordError, from_catalog
 from modelzoo_server.runtime import load_graph
 from modelzoo_server.tasks import TASKS
 from modelzoo_server.tasks.image_classification import ImageClassification
-from tests.bench import answers, served
+from tests.bench import answers, inprocess, served
 from tests.bench.litert import served_on_litert
 from tests.bench.loadgen import HttpRequest, Load, drive_http
 from tests.bench.plan import CLASSIFIER
@@ -321,7 +321,8 @@ def _alternate(
             total, calls = batches[path]
             cell.mean_batch = total / calls if calls else 1.0
             if path == OFF:
-                off = ctx.add(cell, ctx.find(CLASSIFIER, "in-process", "n/a", c), SAME_C)
+                baseline = ctx.find(CLASSIFIER, inprocess.TENSORFLOW_PATH, "n/a", c)
+                off = ctx.add(cell, baseline, SAME_C)
             else:
                 ctx.add(cell, off, "tracing off, same concurrency")
             if merged.errors:
