@@ -112,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    log.info("%s", keep_freed_memory())  # before the model's own buffers are allocated
+    heap = keep_freed_memory()  # before the model's own buffers are allocated
     executor = ThreadPoolExecutor(settings.executor_threads, thread_name_prefix="infer")
     try:
         tokens = TokenFile(settings.token_file) if settings.token_file else None
@@ -126,6 +126,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Unservable as exc:
         print(f"modelzoo-server: refusing to serve: {exc}", file=sys.stderr)
         return 2
+    log.info("%s", heap)  # here: a refusal above stays one line
     try:
         asyncio.run(serve(create_app(settings, model, tokens), settings, tokens, otel))
     except OSError as exc:  # a port already taken, an address not ours
