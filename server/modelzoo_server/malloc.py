@@ -12,7 +12,6 @@ instead (freed memory below 64 MiB a heap stays mapped for the next request).
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 # mallopt's parameters (malloc.h) and the environment variables that set them at start.
@@ -26,10 +25,9 @@ def keep_freed_memory() -> str:
     """Raise glibc's thresholds (unless the environment sets them); what was done, in words."""
     if any(name in os.environ for name in _ENVIRONMENT):
         return "malloc thresholds from the environment"
-    name = ctypes.util.find_library("c")
-    try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+    try:  # the process's own symbols, libc's among them (find_library runs ldconfig: 5 ms)
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # a libc without mallopt
         mallopt = None
     if mallopt is None:
         return "malloc thresholds left alone: no glibc mallopt"

@@ -315,7 +315,7 @@ class ServedModel:
         loop = asyncio.get_running_loop()
         if self.batcher is None:
             # One executor job, not three: each round trip between the loop and the
-            # executor cost a lone request about 0.3 ms (bench, the /infer latency target).
+            # executor cost a lone request about 0.3 ms (measured in the server).
             request = trace.get_current_span().get_span_context()
             queue = self.tracer.start_span("queue", attributes=self.span_attributes)
             job = (self._infer_image_alone, data, options, time.perf_counter(), queue, request)
